@@ -1,0 +1,83 @@
+"""Relais: builds the web application, and the ``python app.py COMMAND`` entry point.
+
+Only wiring lives here: no SQL, no handlers. The core is the ``relais`` package; the HTTP
+handlers are in ``views/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, pass_context
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from relais import i18n, setup
+from relais.config import Config, from_env
+from views import admin, auth, errors, middleware, pages
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _template_engine() -> JinjaTemplateEngine:
+    env = Environment(
+        loader=FileSystemLoader(ROOT / "templates"),
+        autoescape=True,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    @pass_context
+    def gettext(ctx, message):
+        return i18n.translations(pages.context_lang(ctx)).gettext(message)
+
+    @pass_context
+    def ngettext(ctx, singular, plural, n):
+        return i18n.translations(pages.context_lang(ctx)).ngettext(singular, plural, n)
+
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)
+    env.globals.update(pages.template_globals())
+    return JinjaTemplateEngine(engine_instance=env)
+
+
+def create_app(config: Config | None = None) -> Litestar:
+    """Wire the application for ``config`` (from the environment when None)."""
+    config = config or from_env()
+    state = setup.prepare(config)
+    return Litestar(
+        route_handlers=[
+            *pages.routes,
+            *auth.routes,
+            *admin.routes,
+            create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
+        ],
+        state=state,
+        template_config=TemplateConfig(instance=_template_engine()),
+        csrf_config=CSRFConfig(
+            secret=state.secret_key,
+            cookie_name="__Host-csrf",
+            cookie_secure=config.cookie_secure,
+            cookie_httponly=True,
+            cookie_samesite="strict",
+            header_name="x-csrftoken",
+        ),
+        middleware=[middleware.session_middleware],
+        before_send=[middleware.security_headers],
+        exception_handlers=errors.handlers,
+        on_shutdown=[state.db.close],
+        # Forms are small; upload routes raise this limit for themselves.
+        request_max_body_size=2 * 1024 * 1024,
+        openapi_config=None,  # no schema endpoints: nothing to learn about the app from outside
+        debug=False,
+    )
+
+
+if __name__ == "__main__":
+    from relais import cli
+
+    sys.exit(cli.main(sys.argv[1:], create_app))

@@ -1,0 +1,197 @@
+"""Logging in and out: throttled password checks and server-side sessions stored in SQLite.
+
+Throttling has two counters, per account and per client address. An account's lock grows with
+each failure past the threshold (1, 2, 4, 8 minutes...) up to ``login_lock_minutes``, so an
+online guesser is slowed to a crawl, while a stranger who types wrong passwords for somebody
+else can only ever keep them out for that many minutes after their last attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import timedelta
+
+from relais import audit, clock, passwords, settings, terms
+from relais.db import Database
+from relais.users import User
+
+# Don't write last_seen_at on every request: once a minute is precise enough for a 30-minute idle timeout.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"  # unknown account, wrong password, deactivated: one answer for all
+    LOCKED = "locked"
+    TOO_LONG = "too_long"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: Outcome
+    user: User | None = None
+    session_token: str | None = None
+    retry_after: int = 0  # seconds, when locked
+
+
+@dataclass(frozen=True)
+class Session:
+    id_hash: str
+    user: User
+    created_at: str
+
+
+def _locked_for(db, keys: list[str]) -> int:
+    now = clock.now()
+    wait = 0
+    for key in keys:
+        row = db.execute("SELECT locked_until FROM login_throttle WHERE key = ?", [key]).fetchone()
+        if row and row[0] and clock.parse(row[0]) > now:
+            wait = max(wait, int((clock.parse(row[0]) - now).total_seconds()) + 1)
+    return wait
+
+
+def _count_failure(db, key: str, threshold: int, max_minutes: int) -> bool:
+    """Count one failure for key; returns True when this failure (re)locks it."""
+    now = clock.now()
+    window = timedelta(minutes=max_minutes)
+    row = db.execute("SELECT failures, first_failure_at FROM login_throttle WHERE key = ?", [key]).fetchone()
+    failures = 1 if row is None or clock.parse(row[1]) + window < now else row[0] + 1
+    first = clock.iso(now) if failures == 1 else row[1]
+    locked_until = None
+    if failures >= threshold:
+        minutes = min(2 ** (failures - threshold), max_minutes)
+        locked_until = clock.iso(now + timedelta(minutes=minutes))
+        # Counting restarts from the lock, so the window covers the next round of attempts.
+        first = clock.iso(now)
+    db.execute(
+        "INSERT INTO login_throttle (key, failures, first_failure_at, locked_until) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, first_failure_at = excluded.first_failure_at,"
+        " locked_until = excluded.locked_until",
+        [key, failures, first, locked_until],
+    )
+    return locked_until is not None
+
+
+def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str) -> LoginResult:
+    """Check a staff or partner login; on success open a session and record terms acceptance."""
+    email = email.strip().lower()[:254]
+    who = audit.Who(actor=email or "anonymous", ip=who.ip, user_agent=who.user_agent)
+    keys = [f"account:{email}", f"ip:{who.ip}"]
+    if len(password) > passwords.MAX_LENGTH:
+        database.write(lambda db: audit.record(db, who, "login.refused", email, reason="password_too_long"))
+        return LoginResult(Outcome.TOO_LONG)
+    wait = _locked_for(database.conn, keys)
+    if wait:
+        database.write(lambda db: audit.record(db, who, "login.refused", email, reason="locked"))
+        return LoginResult(Outcome.LOCKED, retry_after=wait)
+    row = database.query_one("SELECT * FROM users WHERE email = ?", [email])
+    # Always run one argon2 verification, against a dummy hash if need be (timing).
+    ok = hasher.verify(row["password_hash"] if row else None, password)
+    if ok and row["active"]:
+        token = passwords.new_token()
+        user = User.from_row(row)
+
+        def succeed(db):
+            db.execute("DELETE FROM login_throttle WHERE key = ?", [keys[0]])
+            now = clock.now_iso()
+            db.execute(
+                "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+                [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
+            )
+            if hasher.needs_rehash(row["password_hash"]):
+                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [hasher.hash(password), user.id])
+            version = terms.record_acceptance(db, who, user_id=user.id)
+            audit.record(db, who, "login.success", email, terms_version=version)
+
+        database.write(succeed)
+        return LoginResult(Outcome.OK, user=user, session_token=token)
+
+    def fail(db):
+        reason = "unknown_account" if row is None else ("inactive" if not row["active"] else "wrong_password")
+        audit.record(db, who, "login.failure", email, reason=reason)
+        lock_minutes = settings.get(db, "login_lock_minutes")
+        if _count_failure(db, keys[0], settings.get(db, "login_failures_before_lock"), lock_minutes):
+            audit.record(db, who, "login.lockout", email, scope="account")
+        if _count_failure(db, keys[1], settings.get(db, "client_failures_before_lock"), lock_minutes):
+            audit.record(db, who, "login.lockout", who.ip, scope="client")
+
+    database.write(fail)
+    return LoginResult(Outcome.INVALID)
+
+
+def start_session(database: Database, who: audit.Who, user: User, action: str) -> str:
+    """Open a session without a password check (after a one-time link was used)."""
+    token = passwords.new_token()
+
+    def insert(db):
+        now = clock.now_iso()
+        db.execute(
+            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+            [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
+        )
+        version = terms.record_acceptance(db, who, user_id=user.id)
+        audit.record(db, who, action, user.email, terms_version=version)
+
+    database.write(insert)
+    return token
+
+
+def resolve_session(database: Database, token: str | None, who: audit.Who) -> Session | None:
+    """The live session behind a cookie value, or None. Ends sessions past their timeouts."""
+    if not token or len(token) > 100:
+        return None
+    id_hash = passwords.token_hash(token)
+    row = database.query_one(
+        "SELECT sessions.created_at AS session_created_at, sessions.last_seen_at, users.*"
+        " FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.id_hash = ?",
+        [id_hash],
+    )
+    if row is None:
+        return None
+    now = clock.now()
+    idle = timedelta(minutes=settings.get(database.conn, "session_idle_minutes"))
+    absolute = timedelta(hours=settings.get(database.conn, "session_absolute_hours"))
+    last_seen = clock.parse(row["last_seen_at"])
+    if not row["active"] or last_seen + idle < now or clock.parse(row["session_created_at"]) + absolute < now:
+        reason = "inactive" if not row["active"] else ("idle" if last_seen + idle < now else "absolute")
+
+        def expire(db):
+            if db.execute("DELETE FROM sessions WHERE id_hash = ?", [id_hash]).rowcount:
+                actor = audit.Who(row["email"], who.ip, who.user_agent)
+                audit.record(db, actor, "session.expired", row["email"], reason=reason)
+
+        database.write(expire)
+        return None
+    if last_seen + TOUCH_EVERY < now:
+        database.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", [clock.iso(now), id_hash])
+    return Session(id_hash=id_hash, user=User.from_row(row), created_at=row["session_created_at"])
+
+
+def logout(database: Database, who: audit.Who, session: Session) -> None:
+    def delete(db):
+        db.execute("DELETE FROM sessions WHERE id_hash = ?", [session.id_hash])
+        audit.record(db, who, "logout", session.user.email)
+
+    database.write(delete)
+
+
+def end_other_sessions(database: Database, user_id: int, keep_id_hash: str | None) -> None:
+    """After a password change, every other session of the account ends."""
+    database.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash IS NOT ?", [user_id, keep_id_hash])
+
+
+def purge_expired(db) -> int:
+    """Delete sessions past the absolute timeout and throttles long unlocked (inside a write)."""
+    absolute = timedelta(hours=settings.get(db, "session_absolute_hours"))
+    idle = timedelta(minutes=settings.get(db, "session_idle_minutes"))
+    now = clock.now()
+    removed = db.execute(
+        "DELETE FROM sessions WHERE created_at < ? OR last_seen_at < ?",
+        [clock.iso(now - absolute), clock.iso(now - idle)],
+    ).rowcount
+    db.execute("DELETE FROM login_throttle WHERE first_failure_at < ? AND (locked_until IS NULL OR locked_until < ?)",
+               [clock.iso(now - timedelta(days=1)), clock.iso(now)])
+    db.execute("DELETE FROM login_tokens WHERE expires_at < ?", [clock.iso(now - timedelta(days=30))])
+    return removed

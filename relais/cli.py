@@ -1,0 +1,116 @@
+"""``python app.py COMMAND``: serve, create-admin, purge, verify, backup."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+from relais import audit, auth, passwords, users
+from relais.config import from_env
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python app.py", description="Relais, a secure file-exchange portal.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the web application (RELAIS_HOST, RELAIS_PORT)")
+    admin = commands.add_parser("create-admin", help="create an admin account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="")
+    admin.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    commands.add_parser("purge", help="delete what has expired (sessions, links, files)")
+    commands.add_parser("verify", help="check the audit chain and that the database and the disk agree")
+    backup = commands.add_parser("backup", help="copy the database (a consistent snapshot) and the files")
+    backup.add_argument("dest", type=Path)
+    return parser
+
+
+def main(argv: list[str], create_app) -> int:
+    args = _parser().parse_args(argv)
+    config = from_env()
+    if args.command == "serve":
+        return serve(config, create_app)
+    app = create_app(config)
+    state = app.state
+    try:
+        if args.command == "create-admin":
+            return create_admin(state, args)
+        if args.command == "purge":
+            removed = state.db.write(auth.purge_expired)
+            print(f"purged {removed} expired sessions")
+            return 0
+        if args.command == "verify":
+            return verify(state)
+        if args.command == "backup":
+            return backup(state, args.dest)
+    finally:
+        state.db.close()
+    return 2
+
+
+def serve(config, create_app) -> int:
+    import uvicorn
+
+    app = create_app(config)
+    if users.count_admins(app.state.db) == 0:
+        admin = users.create(app.state.db, app.state.hasher, audit.SYSTEM, email=config.admin_email,
+                             name="Administrator", role="admin")
+        token = users.issue_login_link(app.state.db, audit.SYSTEM, admin.id)
+        print(
+            f"\n  No admin yet: created {admin.email}.\n"
+            f"  Log in once with this link (it works once) and choose a password:\n\n"
+            f"    {config.base_url}/login/link/{token}\n",
+            flush=True,
+        )
+    # proxy_headers off: X-Forwarded-For is honoured by Relais itself, and only from trusted proxies.
+    uvicorn.run(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
+                proxy_headers=False, server_header=False, log_level="info")
+    return 0
+
+
+def create_admin(state, args) -> int:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.read()
+        password = password[:-1] if password.endswith("\n") else password
+    try:
+        admin = users.create(state.db, state.hasher, audit.SYSTEM, email=args.email, name=args.name,
+                             role="admin", password=password)
+    except users.UserError as exc:
+        print(f"error: {exc.reason.replace('_', ' ')}", file=sys.stderr)
+        return 1
+    except passwords.PasswordRejected as exc:
+        print(f"error: password {exc.reason.replace('_', ' ')} (at least 12 characters, not a common one)", file=sys.stderr)
+        return 1
+    if password is None:
+        token = users.issue_login_link(state.db, audit.SYSTEM, admin.id)
+        print(f"created admin {admin.email}; one-time login link:\n{state.config.base_url}/login/link/{token}")
+    else:
+        print(f"created admin {admin.email}")
+    return 0
+
+
+def verify(state) -> int:
+    checked, problem = audit.verify(state.db.conn)
+    if problem:
+        print(f"audit chain BROKEN after {checked} good rows: {problem}")
+        return 1
+    print(f"audit chain ok: {checked} rows")
+    return 0
+
+
+def backup(state, dest: Path) -> int:
+    """A consistent copy while the server runs: SQLite's backup API, then the encrypted files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = sqlite3.connect(dest / "relais.db")
+    try:
+        state.db.conn.conn.backup(target)
+    finally:
+        target.close()
+    files = state.config.files_dir
+    if files.exists():
+        shutil.copytree(files, dest / "files", dirs_exist_ok=True)
+    print(f"backup written to {dest}")
+    return 0

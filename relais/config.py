@@ -1,0 +1,118 @@
+"""Configuration: one frozen dataclass built from ``RELAIS_*`` environment variables.
+
+Every setting has a safe default so that ``make run`` works on a fresh machine; production
+overrides them in the environment (see the README's table, which mirrors ``FIELDS`` below).
+Settings that an admin changes at run time (expiries, session timeouts, terms) live in the
+database instead, in :mod:`relais.settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The public URL put in e-mails and links. Never derived from the request's Host header,
+    # which an attacker controls (password-reset poisoning).
+    base_url: str = "http://127.0.0.1:8000"
+    # Outside data/ in production so that a copy of the data folder reveals nothing.
+    master_key_file: Path | None = None
+    # Proxies whose X-Forwarded-For we believe (Caddy on the same host by default).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_tls: str = "starttls"  # starttls | tls | none
+    mail_from: str = "Relais <relais@localhost>"
+    clamd_socket: str = ""
+    # Cookies are always Secure; the __Host- prefix requires it. Browsers accept Secure
+    # cookies from http://127.0.0.1 and http://localhost, so development works unchanged.
+    cookie_secure: bool = True
+    # argon2id cost. Tests lower it for speed; production keeps the library's RFC 9106 profile.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    admin_email: str = "admin@localhost"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "relais.db"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or (self.data_dir / "master.key")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# name -> (environment variable, parser); the README documents each of these.
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _proxies(value: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in value.split(",") if p.strip())
+    for item in items:
+        ipaddress.ip_network(item, strict=False)  # fail early on a typo
+    return items
+
+
+FIELDS = {
+    "data_dir": ("RELAIS_DATA_DIR", Path),
+    "host": ("RELAIS_HOST", str),
+    "port": ("RELAIS_PORT", int),
+    "base_url": ("RELAIS_BASE_URL", lambda v: v.rstrip("/")),
+    "master_key_file": ("RELAIS_MASTER_KEY_FILE", Path),
+    "trusted_proxies": ("RELAIS_TRUSTED_PROXIES", _proxies),
+    "smtp_host": ("RELAIS_SMTP_HOST", str),
+    "smtp_port": ("RELAIS_SMTP_PORT", int),
+    "smtp_user": ("RELAIS_SMTP_USER", str),
+    "smtp_password": ("RELAIS_SMTP_PASSWORD", str),
+    "smtp_tls": ("RELAIS_SMTP_TLS", str),
+    "mail_from": ("RELAIS_MAIL_FROM", str),
+    "clamd_socket": ("RELAIS_CLAMD_SOCKET", str),
+    "cookie_secure": ("RELAIS_COOKIE_SECURE", _bool),
+    "admin_email": ("RELAIS_ADMIN_EMAIL", str),
+}
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides) -> Config:
+    """Build the configuration from ``RELAIS_*`` variables; ``overrides`` win (for tests)."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name, (var, parse) in FIELDS.items():
+        if environ.get(var, "") != "":
+            values[name] = parse(environ[var])
+    if "base_url" not in values:
+        host = values.get("host", Config.host)
+        port = values.get("port", Config.port)
+        values["base_url"] = f"http://{host}:{port}"
+    values.update(overrides)
+    return Config(**values)

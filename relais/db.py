@@ -1,0 +1,141 @@
+"""The one module that owns SQLite connections.
+
+SQLite allows many readers but one writer. Rather than let request threads race for the write
+lock (and hit ``database is locked`` under load), every write goes through a single writer
+thread, in one ``BEGIN IMMEDIATE`` transaction per call, the way Datasette does it. Reads use
+one connection per thread, because a sqlite3 connection must never be shared across threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+T = TypeVar("T")
+
+_STOP = object()
+
+
+def connect(path: Path | str) -> sqlite_utils.Database:
+    """Open a connection with the pragmas every Relais connection needs."""
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves (sqlite-utils nests savepoints).
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    # Deleted rows (password hashes, wrapped file keys) are overwritten with zeros on disk.
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return sqlite_utils.Database(conn)
+
+
+class Database:
+    """Thread-local read connections plus a single writer thread."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._queue: queue.Queue = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+
+    # -- reads ---------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite_utils.Database:
+        """This thread's connection, for reads (and for writes inside the writer thread)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
+
+    def query(self, sql: str, params: Any = ()) -> list[dict]:
+        return [dict(row) for row in self.conn.query(sql, params)]
+
+    def query_one(self, sql: str, params: Any = ()) -> dict | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # -- writes --------------------------------------------------------------------------
+    def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(db, *args, **kwargs)`` in the writer thread, in one transaction.
+
+        Blocks the calling thread until done and returns fn's result or raises its exception.
+        Called from inside the writer thread (a write that triggers another), it just runs.
+        """
+        if threading.current_thread() is self._writer:
+            return fn(self.conn, *args, **kwargs)
+        self._ensure_writer()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, args, kwargs, future))
+        return future.result()
+
+    def execute(self, sql: str, params: Any = ()) -> int:
+        """A single write statement through the writer; returns the last row id."""
+        return self.write(lambda db: db.execute(sql, params).lastrowid)
+
+    def _ensure_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="relais-db-writer", daemon=True)
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        db = self.conn
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                db.conn.close()
+                self._local.db = None
+                return
+            fn, args, kwargs, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(db, *args, **kwargs)
+                except BaseException:
+                    if db.conn.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except BaseException as exc:  # handed to the caller, never swallowed
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        """Stop the writer (after pending writes) and close this thread's connection."""
+        with self._writer_lock:
+            writer = self._writer
+            if writer is not None and writer.is_alive():
+                self._queue.put(_STOP)
+                writer.join(timeout=30)
+            self._writer = None
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (run once at start, before serving)."""
+        from relais.migrations import migrations
+
+        db = connect(self.path)
+        try:
+            pending = [m.name for m in migrations.pending(db)]
+            migrations.apply(db)
+            return pending
+        finally:
+            db.conn.close()

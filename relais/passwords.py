@@ -1,0 +1,75 @@
+"""Passwords and tokens: argon2id for everything a person types, SHA-256 for random tokens.
+
+Random tokens (session cookies, link tokens) carry 256 bits of entropy, so a fast hash is
+enough to store them: nobody can guess one, and a copy of the database cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
+
+MIN_LENGTH = 12
+MAX_LENGTH = 1024
+
+
+class PasswordRejected(ValueError):
+    """The password breaks a rule; ``reason`` is one of the keys in ``REASONS``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Hasher:
+    """argon2id with the cost from the configuration, and a dummy hash for timing."""
+
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
+        self._hasher = argon2.PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
+        )
+        # Verified against when the account does not exist, so that "unknown user" and "wrong
+        # password" take the same time and cannot be told apart.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        return self._hasher.check_needs_rehash(stored)
+
+
+def check_policy(password: str, user_inputs: list[str] = ()) -> None:
+    """Length 12 to 1,024, no composition rules, and not a common or guessable password."""
+    if len(password) < MIN_LENGTH:
+        raise PasswordRejected("too_short")
+    if len(password) > MAX_LENGTH:
+        raise PasswordRejected("too_long")
+    # zxcvbn's cost grows fast with length; its first 72 characters (its own limit) tell a guessable password
+    # (a word, a keyboard walk, a repetition) from a strong one well enough.
+    if zxcvbn(password[:72], user_inputs=[u for u in user_inputs if u])["score"] < 3:
+        raise PasswordRejected("too_common")
+
+
+def new_token() -> str:
+    """A URL-safe token with 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,60 @@
+"""Settings an admin changes at run time: one table of name, default and help (as Datasette).
+
+The code asks ``get(db, name)``; a missing row means the default. Environment-level settings
+(paths, ports, SMTP) are in :mod:`relais.config` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relais import audit, clock
+from relais.i18n import N_
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: int
+    help: str
+    minimum: int = 0
+    maximum: int = 10**9
+
+
+SETTINGS = {
+    s.name: s
+    for s in [
+        Setting("session_idle_minutes", 30, N_("Minutes of inactivity after which a session ends."), 1, 24 * 60),
+        Setting("session_absolute_hours", 12, N_("Hours after login after which a session ends, active or not."), 1, 7 * 24),
+        Setting("login_failures_before_lock", 5, N_("Failed logins for one account before it is locked for a while."), 1, 100),
+        Setting("login_lock_minutes", 15, N_("Longest time an account or a client stays locked after failed logins."), 1, 24 * 60),
+        Setting("client_failures_before_lock", 20, N_("Failed logins from one address before that address is locked."), 1, 1000),
+        Setting("login_link_hours", 72, N_("Hours a one-time login or password-reset link stays valid."), 1, 30 * 24),
+        Setting("password_validity_days", 14, N_("Days a partner's password stays valid."), 1, 3650),
+    ]
+}
+
+
+def get(conn, name: str) -> int:
+    setting = SETTINGS[name]
+    row = conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
+    return int(row[0]) if row else setting.default
+
+
+def all_values(conn) -> dict[str, int]:
+    stored = {r["name"]: int(r["value"]) for r in conn.query("SELECT name, value FROM settings")}
+    return {name: stored.get(name, s.default) for name, s in SETTINGS.items()}
+
+
+def set_value(db, who: audit.Who, user_id: int | None, name: str, value: int) -> None:
+    """Store a value (inside a write). Raises ValueError when out of the setting's range."""
+    setting = SETTINGS[name]
+    if not setting.minimum <= value <= setting.maximum:
+        raise ValueError(name)
+    db.execute(
+        "INSERT INTO settings (name, value, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,"
+        " updated_by = excluded.updated_by",
+        [name, str(value), clock.now_iso(), user_id],
+    )
+    audit.record(db, who, "setting.change", name, value=value)

@@ -1,0 +1,39 @@
+"""Getting a data folder ready: folders, database schema, secrets. Used by the app and the CLI."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from litestar.datastructures import State
+
+from relais.config import Config
+from relais.db import Database
+from relais.passwords import Hasher
+
+
+def ensure_dirs(config: Config) -> None:
+    for path in (config.data_dir, config.outbox_dir, config.files_dir, config.tmp_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+
+
+def load_secret(path: Path) -> str:
+    """The key that signs CSRF tokens; made once per data folder, readable by its owner only."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def prepare(config: Config) -> State:
+    """Everything the app needs, in ``app.state``: config, database, password hasher, secret."""
+    ensure_dirs(config)
+    database = Database(config.db_path)
+    database.migrate()
+    hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
+    return State(
+        {"config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file)}
+    )

@@ -1,0 +1,188 @@
+"""Accounts: staff, admins and partners, their passwords and one-time login links."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from relais import audit, clock, passwords, settings
+from relais.db import Database
+
+ROLES = ("admin", "staff", "partner")
+# Deliberately plain: one @, no spaces or control characters, a dot in the domain or localhost.
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
+
+
+class UserError(ValueError):
+    """A rule was broken; ``reason`` names it for the message shown to the person."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    must_change_password: bool
+    language: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ("admin", "staff")
+
+    @classmethod
+    def from_row(cls, row: dict) -> "User":
+        return cls(
+            id=row["id"], email=row["email"], name=row["name"], role=row["role"], active=bool(row["active"]),
+            must_change_password=bool(row["must_change_password"]), language=row["language"],
+        )
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise UserError("invalid_email")
+    return email.lower()
+
+
+def get(database: Database, user_id: int) -> User | None:
+    row = database.query_one("SELECT * FROM users WHERE id = ?", [user_id])
+    return User.from_row(row) if row else None
+
+
+def by_email(database: Database, email: str) -> dict | None:
+    return database.query_one("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
+
+
+def list_users(database: Database) -> list[User]:
+    return [User.from_row(r) for r in database.query("SELECT * FROM users ORDER BY role, email")]
+
+
+def count_admins(database: Database) -> int:
+    return database.scalar("SELECT count(*) FROM users WHERE role = 'admin' AND active = 1")
+
+
+def create(
+    database: Database, hasher: passwords.Hasher, who: audit.Who, *, email: str, name: str, role: str,
+    password: str | None = None, created_by: int | None = None, language: str = "en",
+) -> User:
+    """Create an account. Without a password the person sets one through a one-time link."""
+    email = normalize_email(email)
+    name = " ".join(name.split())[:200]
+    if role not in ROLES:
+        raise UserError("invalid_role")
+    password_hash = None
+    if password is not None:
+        passwords.check_policy(password, [email, name])
+        password_hash = hasher.hash(password)
+
+    def insert(db):
+        if db.execute("SELECT 1 FROM users WHERE email = ?", [email]).fetchone():
+            raise UserError("email_taken")
+        now = clock.now_iso()
+        user_id = db.execute(
+            "INSERT INTO users (email, name, role, password_hash, password_changed_at, must_change_password,"
+            " language, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [email, name, role, password_hash, now if password_hash else None, 0, language, now, created_by],
+        ).lastrowid
+        audit.record(db, who, "user.create", email, role=role)
+        return user_id
+
+    return get(database, database.write(insert))
+
+
+def set_password(database: Database, hasher: passwords.Hasher, who: audit.Who, user: User, password: str) -> None:
+    passwords.check_policy(password, [user.email, user.name])
+    password_hash = hasher.hash(password)
+
+    def update(db):
+        db.execute(
+            "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = 0 WHERE id = ?",
+            [password_hash, clock.now_iso(), user.id],
+        )
+        audit.record(db, who, "user.password_change", user.email)
+
+    database.write(update)
+
+
+def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -> None:
+    """Deactivating ends every session of the account at once."""
+
+    def update(db):
+        row = db.execute("SELECT email, role, active FROM users WHERE id = ?", [user_id]).fetchone()
+        if row is None:
+            raise UserError("not_found")
+        if not active and row[1] == "admin" and row[2] and db.execute(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1"
+        ).fetchone()[0] <= 1:
+            raise UserError("last_admin")
+        db.execute("UPDATE users SET active = ? WHERE id = ?", [int(active), user_id])
+        if not active:
+            db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+        audit.record(db, who, "user.activate" if active else "user.deactivate", row[0])
+
+    database.write(update)
+
+
+# -- one-time login links ----------------------------------------------------------------------
+
+def issue_login_link(database: Database, who: audit.Who, user_id: int, purpose: str = "login") -> str:
+    """A one-time link token to log in and choose a password. Earlier unused links stop working."""
+    token = passwords.new_token()
+
+    def insert(db):
+        hours = settings.get(db, "login_link_hours")
+        now = clock.now_iso()
+        db.execute("UPDATE login_tokens SET used_at = ? WHERE user_id = ? AND used_at IS NULL", [now, user_id])
+        db.execute(
+            "INSERT INTO login_tokens (token_hash, user_id, purpose, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            [passwords.token_hash(token), user_id, purpose, now, clock.in_(timedelta(hours=hours))],
+        )
+        email = db.execute("SELECT email FROM users WHERE id = ?", [user_id]).fetchone()[0]
+        audit.record(db, who, "user.login_link", email, purpose=purpose)
+
+    database.write(insert)
+    return token
+
+
+def peek_login_link(database: Database, token: str) -> User | None:
+    """The account a still-valid link belongs to, without using it (GET must not consume)."""
+    row = database.query_one(
+        "SELECT users.* FROM login_tokens JOIN users ON users.id = login_tokens.user_id"
+        " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1",
+        [passwords.token_hash(token), clock.now_iso()],
+    )
+    return User.from_row(row) if row else None
+
+
+def use_login_link(database: Database, who: audit.Who, token: str) -> User | None:
+    """Consume the link: it works once. Returns its account, or None if used, expired or unknown."""
+
+    def consume(db):
+        now = clock.now_iso()
+        row = db.execute(
+            "SELECT login_tokens.user_id, users.email FROM login_tokens JOIN users ON users.id = login_tokens.user_id"
+            " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1",
+            [passwords.token_hash(token), now],
+        ).fetchone()
+        if row is None:
+            audit.record(db, who, "user.login_link_refused")
+            return None
+        db.execute("UPDATE login_tokens SET used_at = ? WHERE token_hash = ?", [now, passwords.token_hash(token)])
+        # The person must choose a password now; the link alone is not a standing credential.
+        db.execute("UPDATE users SET must_change_password = 1 WHERE id = ?", [row[0]])
+        audit.record(db, who, "user.login_link_used", row[1])
+        return row[0]
+
+    user_id = database.write(consume)
+    return get(database, user_id) if user_id else None

@@ -1,0 +1,153 @@
+"""Admin pages: accounts, the audit trail (search and CSV export) and settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Annotated
+
+from anyio import to_thread
+from litestar import Request, Response, Router, get, post
+from litestar.response import Redirect, Template
+
+from relais import audit, passwords, settings, users
+from relais.i18n import N_
+from views import common
+from views.auth import FORM, PASSWORD_ERRORS
+
+USER_ERRORS = {
+    "invalid_email": N_("Enter a valid e-mail address, such as name@example.org."),
+    "email_taken": N_("An account with this e-mail address already exists."),
+    "invalid_role": N_("Choose a role."),
+    "last_admin": N_("The last active admin cannot be deactivated."),
+    "not_found": N_("This account does not exist."),
+}
+
+
+@dataclass
+class NewUserForm:
+    email: str = ""
+    name: str = ""
+    role: str = "staff"
+
+
+def _users_page(request: Request, status: int = 200, error: str = "", link: str = "", form=None) -> Template:
+    return common.render(
+        request, "admin/users.html", status_code=status, users=users.list_users(common.db(request)),
+        error=error, link=link, form=form or NewUserForm(),
+    )
+
+
+def _link_url(request: Request, token: str) -> str:
+    return f"{request.app.state.config.base_url}/login/link/{token}"
+
+
+@get("/users", name="admin_users", sync_to_thread=True)
+def list_users(request: Request) -> Template:
+    return _users_page(request)
+
+
+@post("/users", sync_to_thread=True)
+def create_user(request: Request, data: Annotated[NewUserForm, FORM]) -> Template:
+    """Create a staff or admin account; its one-time login link is shown once, here."""
+    if data.role not in ("staff", "admin"):
+        data.role = ""
+    try:
+        user = users.create(
+            common.db(request), common.hasher(request), common.who(request), email=data.email, name=data.name,
+            role=data.role, created_by=common.current_user(request).id, language=common.lang(request),
+        )
+    except users.UserError as exc:
+        return _users_page(request, 400, common.gettext(request, USER_ERRORS[exc.reason]), form=data)
+    token = users.issue_login_link(common.db(request), common.who(request), user.id)
+    return _users_page(request, 201, link=_link_url(request, token))
+
+
+@post("/users/{user_id:int}/login-link", sync_to_thread=True)
+def reset_user(request: Request, user_id: int) -> Template:
+    """A new one-time link to choose a password (the old password stops working once it is used)."""
+    if users.get(common.db(request), user_id) is None:
+        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+    token = users.issue_login_link(common.db(request), common.who(request), user_id, purpose="reset")
+    return _users_page(request, link=_link_url(request, token))
+
+
+@post("/users/{user_id:int}/active", sync_to_thread=True)
+def set_user_active(request: Request, user_id: int, active: bool = False) -> Template | Redirect:
+    try:
+        users.set_active(common.db(request), common.who(request), user_id, active)
+    except users.UserError as exc:
+        return _users_page(request, 400, common.gettext(request, USER_ERRORS[exc.reason]))
+    return Redirect("/admin/users", status_code=303)
+
+
+@get("/audit", name="admin_audit", sync_to_thread=True)
+def show_audit(request: Request, q: str = "") -> Template:
+    rows = audit.search(common.db(request).conn, q[:200])
+    return common.render(request, "admin/audit.html", rows=rows, q=q[:200])
+
+
+@get("/audit.csv", sync_to_thread=True)
+def export_audit(request: Request, q: str = "") -> Response:
+    rows = audit.search(common.db(request).conn, q[:200], limit=100_000)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "at", "actor", "action", "object", "ip", "user_agent", "detail", "hash"])
+    for row in rows:
+        # A leading =, +, - or @ would run as a formula in a spreadsheet: neutralise it.
+        writer.writerow([_csv_safe(row[k]) for k in ("id", "at", "actor", "action", "object", "ip", "user_agent", "detail", "hash")])
+    # Exporting the trail is itself an audited admin action.
+    common.db(request).write(lambda db: audit.record(db, common.who(request), "audit.export", q[:200], rows=len(rows)))
+    return Response(
+        buffer.getvalue(), media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="relais-audit.csv"'},
+    )
+
+
+def _csv_safe(value) -> str:
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@get("/settings", name="admin_settings", sync_to_thread=True)
+def show_settings(request: Request) -> Template:
+    values = settings.all_values(common.db(request).conn)
+    return common.render(request, "admin/settings.html", settings=settings.SETTINGS, values=values, error="")
+
+
+@post("/settings")
+async def save_settings(request: Request) -> Template | Redirect:
+    """Save every changed setting, or none if one is out of range (nothing half-written)."""
+    form = await request.form()
+    database, who, user = common.db(request), common.who(request), common.current_user(request)
+    values = settings.all_values(database.conn)
+    changes = {}
+    for name, setting in settings.SETTINGS.items():
+        raw = str(form.get(name, values[name])).strip()
+        if not raw.isdigit() or not setting.minimum <= int(raw) <= setting.maximum:
+            error = common.gettext(
+                request, "%(setting)s must be a whole number from %(minimum)s to %(maximum)s.",
+                setting=common.gettext(request, setting.help), minimum=setting.minimum, maximum=setting.maximum,
+            )
+            return common.render(request, "admin/settings.html", status_code=400, settings=settings.SETTINGS,
+                                 values={**values, name: raw}, error=error)
+        if int(raw) != values[name]:
+            changes[name] = int(raw)
+
+    def save(db):
+        for name, value in changes.items():
+            settings.set_value(db, who, user.id, name, value)
+
+    await to_thread.run_sync(database.write, save)
+    return Redirect("/admin/settings?saved", status_code=303)
+
+
+routes = [
+    Router(
+        path="/admin",
+        guards=[common.requires_admin],
+        route_handlers=[list_users, create_user, reset_user, set_user_active, show_audit, export_audit, show_settings,
+                        save_settings],
+    )
+]

@@ -1,0 +1,143 @@
+"""Logging in and out, one-time login links, and choosing a password."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from litestar import Request, Router, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from relais import auth, passwords, terms, users
+from relais.i18n import N_
+from views import common
+
+FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+PASSWORD_ERRORS = {
+    "too_short": N_("Choose a password of at least 12 characters."),
+    "too_long": N_("Passwords are at most 1,024 characters."),
+    "too_common": N_("This password is too common or too easy to guess. A few unrelated words make a strong one."),
+    "mismatch": N_("The two new passwords are not the same."),
+    "wrong_current": N_("Your current password is not correct."),
+}
+
+
+@dataclass
+class LoginForm:
+    email: str = ""
+    password: str = ""
+    next: str = ""
+
+
+@dataclass
+class PasswordForm:
+    current_password: str = ""
+    new_password: str = ""
+    confirm_password: str = ""
+
+
+def _login_page(request: Request, status: int = 200, error: str = "", email: str = "", next: str = "") -> Template:
+    version = terms.current_version(common.db(request).conn)
+    return common.render(
+        request, "auth/login.html", status_code=status, error=error, email=email, next=common.safe_next(next, ""),
+        terms_version=version, logged_out="logged_out" in request.query_params,
+    )
+
+
+@get("/login", name="login", sync_to_thread=True)
+def show_login(request: Request, next: str = "") -> Template | Redirect:
+    if common.current_user(request) is not None:
+        return Redirect(common.safe_next(next), status_code=303)
+    return _login_page(request, next=next)
+
+
+@post("/login", sync_to_thread=True)
+def submit_login(request: Request, data: Annotated[LoginForm, FORM]) -> Template | Redirect:
+    """Check the password; on success a fresh session id (never the one the browser came with)."""
+    if (old := request.scope.get("auth")) is not None:
+        auth.logout(common.db(request), common.who(request), old)
+    result = auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password)
+    if result.outcome is auth.Outcome.OK:
+        response = Redirect(common.safe_next(data.next), status_code=303)
+        common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
+        return response
+    if result.outcome is auth.Outcome.LOCKED:
+        minutes = max(1, (result.retry_after + 59) // 60)
+        error = common.gettext(request, "Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)
+        return _login_page(request, 429, error, data.email[:254], data.next)
+    if result.outcome is auth.Outcome.TOO_LONG:
+        return _login_page(request, 400, common.gettext(request, PASSWORD_ERRORS["too_long"]), data.email[:254], data.next)
+    error = common.gettext(request, "The e-mail address or the password is not correct.")
+    return _login_page(request, 401, error, data.email[:254], data.next)
+
+
+@post("/logout", name="logout", sync_to_thread=True)
+def submit_logout(request: Request) -> Redirect:
+    session = request.scope.get("auth")
+    if session is not None:
+        auth.logout(common.db(request), common.who(request), session)
+    response = Redirect("/login?logged_out", status_code=303)
+    common.clear_session_cookie(response, request.app.state.config.cookie_secure)
+    return response
+
+
+@get("/login/link/{token:str}", name="login_link", sync_to_thread=True)
+def show_login_link(request: Request, token: str) -> Template:
+    """Opening the link only shows a button: mail scanners that follow links must not use it up."""
+    user = users.peek_login_link(common.db(request), token)
+    if user is None:
+        return common.render(request, "auth/link_invalid.html", status_code=404)
+    return common.render(request, "auth/link.html", email=user.email, token=token)
+
+
+@post("/login/link/{token:str}", sync_to_thread=True)
+def use_login_link(request: Request, token: str) -> Template | Redirect:
+    database, who = common.db(request), common.who(request)
+    user = users.use_login_link(database, who, token)
+    if user is None:
+        return common.render(request, "auth/link_invalid.html", status_code=404)
+    if (old := request.scope.get("auth")) is not None:
+        auth.logout(database, who, old)
+    session_token = auth.start_session(database, common.who(request), user, "login.link")
+    response = Redirect("/account/password", status_code=303)
+    common.set_session_cookie(response, session_token, request.app.state.config.cookie_secure)
+    return response
+
+
+@get("/account/password", name="password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
+def show_password(request: Request) -> Template:
+    return common.render(request, "auth/password.html", error="")
+
+
+@post("/account/password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
+def submit_password(request: Request, data: Annotated[PasswordForm, FORM]) -> Template | Redirect:
+    """Change the password; a link-login (must_change_password) needs no current password."""
+    user, database = common.current_user(request), common.db(request)
+    error = ""
+    if len(data.new_password) > passwords.MAX_LENGTH or len(data.current_password) > passwords.MAX_LENGTH:
+        error = "too_long"
+    elif data.new_password != data.confirm_password:
+        error = "mismatch"
+    elif not user.must_change_password:
+        stored = database.scalar("SELECT password_hash FROM users WHERE id = ?", [user.id])
+        if not common.hasher(request).verify(stored, data.current_password):
+            error = "wrong_current"
+    if not error:
+        try:
+            users.set_password(database, common.hasher(request), common.who(request), user, data.new_password)
+        except passwords.PasswordRejected as exc:
+            error = exc.reason
+    if error:
+        message = common.gettext(request, PASSWORD_ERRORS[error])
+        return common.render(request, "auth/password.html", status_code=400, error=message)
+    auth.end_other_sessions(database, user.id, request.scope["auth"].id_hash)
+    return Redirect("/?notice=password_changed", status_code=303)
+
+
+# A Router (not a bare list): Litestar 2.25 registers the first of two handlers sharing a path
+# twice when they sit directly on the app, wrapping a sync_to_thread handler in a second thread
+# hop that returns a coroutine instead of a response.
+routes = [Router(path="/", route_handlers=[show_login, submit_login, submit_logout, show_login_link, use_login_link, show_password, submit_password])]

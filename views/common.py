@@ -1,0 +1,149 @@
+"""What every view shares: who is asking, guards, rendering, safe redirects, cookies.
+
+Views stay thin: they read input, call the core (``relais.*``) and return one of these.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import quote, urlsplit
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.response import Redirect, Template
+
+from relais import audit, i18n
+from relais.db import Database
+from relais.passwords import Hasher
+from relais.users import User
+
+SESSION_COOKIE = "__Host-relais_session"
+LANGUAGE_COOKIE = "__Host-relais_lang"
+
+
+class PasswordChangeRequired(Exception):
+    """The account must choose a new password before anything else."""
+
+
+# -- request facts -----------------------------------------------------------------------------
+
+def db(connection: ASGIConnection) -> Database:
+    return connection.app.state.db
+
+
+def hasher(connection: ASGIConnection) -> Hasher:
+    return connection.app.state.hasher
+
+
+def client_ip(connection: ASGIConnection) -> str:
+    """The client's address; X-Forwarded-For counts only when the peer is a trusted proxy.
+
+    Read from the right: the last address that is not one of our proxies is the client, because
+    anything left of it was written by the client itself and can be forged.
+    """
+    cached = connection.scope["state"].get("client_ip")
+    if cached is not None:
+        return cached
+    peer = connection.client.host if connection.client else ""
+    trusted = [ipaddress.ip_network(p, strict=False) for p in connection.app.state.config.trusted_proxies]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    ip = peer
+    if is_trusted(peer):
+        hops = [h.strip() for h in ",".join(connection.headers.getall("x-forwarded-for", [])).split(",") if h.strip()]
+        for hop in reversed(hops):
+            ip = hop
+            if not is_trusted(hop):
+                break
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            ip = peer
+    connection.scope["state"]["client_ip"] = ip
+    return ip
+
+
+def current_user(connection: ASGIConnection) -> User | None:
+    return connection.scope.get("user")
+
+
+def who(connection: ASGIConnection) -> audit.Who:
+    user = current_user(connection)
+    return audit.Who(
+        actor=user.email if user else "anonymous",
+        ip=client_ip(connection),
+        user_agent=connection.headers.get("user-agent", "")[:500],
+    )
+
+
+def lang(connection: ASGIConnection) -> str:
+    state = connection.scope["state"]
+    if "lang" not in state:
+        state["lang"] = i18n.negotiate(connection.cookies.get(LANGUAGE_COOKIE), connection.headers.get("accept-language"))
+    return state["lang"]
+
+
+def gettext(connection: ASGIConnection, message: str, **variables) -> str:
+    return i18n.gettext(lang(connection), message, **variables)
+
+
+# -- guards --------------------------------------------------------------------------------
+
+def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    user = current_user(connection)
+    if user is None:
+        raise NotAuthorizedException()
+    if user.must_change_password and not handler.opt.get("password_change"):
+        raise PasswordChangeRequired()
+
+
+def requires_staff(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    requires_login(connection, handler)
+    if not current_user(connection).is_staff:
+        raise PermissionDeniedException()
+
+
+def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    requires_login(connection, handler)
+    if not current_user(connection).is_admin:
+        raise PermissionDeniedException()
+
+
+# -- responses -----------------------------------------------------------------------------
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> Template:
+    return Template(template_name=template, context=context, status_code=status_code)
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Only a local path may follow a login: no scheme, no host, no '//' or '/\\' tricks."""
+    if not value or len(value) > 2000:
+        return default
+    if any(c in value for c in "\\\r\n\t\x00") or not value.startswith("/") or value.startswith("//"):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def login_redirect(request: Request) -> Redirect:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def set_session_cookie(response, token: str, secure: bool) -> None:
+    # No Max-Age: the cookie dies with the browser; the server enforces the real timeouts.
+    response.set_cookie(SESSION_COOKIE, token, path="/", secure=secure, httponly=True, samesite="lax")
+
+
+def clear_session_cookie(response, secure: bool) -> None:
+    response.set_cookie(SESSION_COOKIE, "", path="/", secure=secure, httponly=True, samesite="lax", max_age=0)

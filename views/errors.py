@@ -1,0 +1,73 @@
+"""Error pages: every failure gets a page in the person's language, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from relais.i18n import N_
+from views import common
+
+log = logging.getLogger("relais")
+
+# status -> (title, explanation); both go through gettext in the template.
+MESSAGES = {
+    400: (N_("Bad request"), N_("The request could not be understood. Go back and try again.")),
+    401: (N_("Please log in"), N_("You need to log in to see this page.")),
+    403: (N_("Not allowed"), N_("You do not have access to this page.")),
+    404: (N_("Page not found"), N_("This page does not exist, or the link is no longer valid.")),
+    405: (N_("Not allowed"), N_("This action is not possible here.")),
+    413: (N_("Too large"), N_("What you sent is larger than this page accepts.")),
+    429: (N_("Too many attempts"), N_("Please wait a moment and try again.")),
+    500: (N_("Something went wrong"), N_("The error has been logged. Nothing you sent was half-saved; please try again.")),
+}
+
+
+def error_page(request: Request, status: int, title: str | None = None, message: str | None = None) -> Response:
+    default_title, default_message = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
+    return Template(
+        template_name="errors/page.html",
+        context={"title": title or default_title, "message": message or default_message, "status": status},
+        status_code=status,
+    )
+
+
+def not_authorized(request: Request, exc: NotAuthorizedException) -> Response:
+    if request.method in ("GET", "HEAD") and not request.headers.get("hx-request"):
+        return common.login_redirect(request)
+    return error_page(request, 401)
+
+
+def forbidden(request: Request, exc: PermissionDeniedException) -> Response:
+    if "CSRF" in str(exc.detail):
+        return error_page(
+            request, 403, N_("Form expired"),
+            N_("This form was open too long or came from another site. Reload the page and try again."),
+        )
+    return error_page(request, 403)
+
+
+def password_change_required(request: Request, exc: common.PasswordChangeRequired) -> Response:
+    return Redirect("/account/password", status_code=303)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    return error_page(request, exc.status_code)
+
+
+def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_page(request, HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+handlers = {
+    NotAuthorizedException: not_authorized,
+    PermissionDeniedException: forbidden,
+    common.PasswordChangeRequired: password_change_required,
+    HTTPException: http_error,
+    Exception: server_error,
+}

@@ -1,0 +1,75 @@
+"""Request plumbing: who is logged in (session middleware) and the headers every response carries."""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from relais import auth
+from views import common
+
+# No inline script or style anywhere: htmx is configured through a <meta> tag and our own
+# script is a file. 'self' only; form-action pins where forms may post.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    # Link tokens live in URLs: never leak them to another site through the Referer header.
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+
+
+def session_middleware(app: ASGIApp) -> ASGIApp:
+    """Put the logged-in user (or None) in ``scope['user']`` and the session in ``scope['auth']``."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["user"] = None
+            scope["auth"] = None
+            token = _cookie(scope, common.SESSION_COOKIE)
+            if token:
+                from litestar import Request
+
+                request = Request(scope)
+                session = await to_thread.run_sync(
+                    auth.resolve_session, common.db(request), token, common.who(request)
+                )
+                if session is not None:
+                    scope["user"] = session.user
+                    scope["auth"] = session
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    return v
+    return None
+
+
+async def security_headers(message: Message, scope: Scope) -> None:
+    """before_send hook: runs for every response, error pages and 404s included."""
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    # Static files carry their version in the name and may be cached; nothing else may, since
+    # every other page can show health data or a token.
+    if scope.get("path", "").startswith("/static/"):
+        headers["cache-control"] = "public, max-age=86400"
+    else:
+        headers["cache-control"] = "no-store"

@@ -1,0 +1,95 @@
+"""Pages for everyone: home, terms of use, language switch, health check; template helpers."""
+
+from __future__ import annotations
+
+import os
+
+from jinja2 import pass_context
+from litestar import Request, Router, Response, get
+from litestar.response import Redirect, Template
+
+from relais import i18n, terms
+from views import common
+
+
+@get("/", name="home", sync_to_thread=True)
+def show_home(request: Request) -> Template | Redirect:
+    """Staff land on their work; anyone else is asked to log in."""
+    user = common.current_user(request)
+    if user is None:
+        return Redirect("/login", status_code=303)
+    if user.must_change_password:
+        raise common.PasswordChangeRequired()
+    return common.render(request, "pages/home.html")
+
+
+@get("/terms", name="terms", sync_to_thread=True)
+def show_terms(request: Request) -> Template:
+    current = terms.current(common.db(request).conn, common.lang(request))
+    return common.render(request, "pages/terms.html", terms=current)
+
+
+@get("/language/{code:str}", name="language", sync_to_thread=False)
+def switch_language(request: Request, code: str, next: str | None = None) -> Redirect:
+    """Remember the chosen language in a cookie and go back where the person was."""
+    response = Redirect(common.safe_next(next), status_code=303)
+    if code in i18n.LANGUAGES:
+        response.set_cookie(
+            common.LANGUAGE_COOKIE, code, path="/", secure=request.app.state.config.cookie_secure,
+            httponly=True, samesite="lax", max_age=365 * 24 * 3600,
+        )
+    return response
+
+
+@get("/healthz", name="healthz", sync_to_thread=True)
+def health_check(request: Request) -> Response:
+    """200 when the database answers and the data folder takes a write; 503 otherwise."""
+    config = request.app.state.config
+    try:
+        common.db(request).scalar("SELECT count(*) FROM _sqlite_migrations")
+        probe = config.tmp_dir / f".healthz-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except Exception as exc:  # any failure means "not healthy"; say which part
+        return Response({"status": "error", "detail": type(exc).__name__}, status_code=503)
+    return Response({"status": "ok"})
+
+
+def template_globals() -> dict:
+    """Functions every template may call; each reads the request from the template context."""
+
+    @pass_context
+    def page_lang(ctx) -> str:
+        return context_lang(ctx)
+
+    @pass_context
+    def current_user(ctx):
+        return common.current_user(ctx["request"]) if "request" in ctx else None
+
+    @pass_context
+    def language_links(ctx) -> list[dict]:
+        request = ctx["request"]
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return [
+            {"code": code, "name": i18n.NAMES[code], "href": f"/language/{code}?next={_quote(here)}"}
+            for code in i18n.LANGUAGES
+        ]
+
+    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links}
+
+
+def context_lang(ctx) -> str:
+    """The language of the page being rendered (an e-mail passes ``lang`` itself)."""
+    return ctx["lang"] if "lang" in ctx else common.lang(ctx["request"])
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="/")
+
+
+# A Router (not a bare list): Litestar 2.25 registers the first of two handlers sharing a path
+# twice when they sit directly on the app, wrapping a sync_to_thread handler in a second thread
+# hop that returns a coroutine instead of a response.
+routes = [Router(path="/", route_handlers=[show_home, show_terms, switch_language, health_check])]
