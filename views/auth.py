@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from litestar import Request, Router, get, post
+from litestar import Request, Router, get, post, route
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
@@ -84,7 +84,7 @@ def submit_logout(request: Request) -> Redirect:
     return response
 
 
-@get("/login/link/{token:str}", name="login_link", sync_to_thread=True)
+@route("/login/link/{token:str}", http_method=["GET", "HEAD"], name="login_link", sync_to_thread=True)
 def show_login_link(request: Request, token: str) -> Template:
     """Opening the link only shows a button: mail scanners that follow links must not use it up."""
     user = users.peek_login_link(common.db(request), token)

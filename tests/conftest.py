@@ -1,0 +1,116 @@
+"""Fixtures: an app over a temporary data folder, a client, users, a frozen clock."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from app import create_app
+from relais import audit, clock, users
+from relais.config import Config
+
+PASSWORD = "violet tugboat marmalade"
+BASE_URL = "https://relais.test"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    # Cheap argon2id so the suite stays fast; production uses the RFC 9106 profile.
+    return Config(
+        data_dir=tmp_path / "data", base_url=BASE_URL, argon2_time_cost=1, argon2_memory_kib=8192,
+        argon2_parallelism=1, master_key_file=tmp_path / "master.key",
+    )
+
+
+@pytest.fixture
+def app(config):
+    application = create_app(config)
+    yield application
+    application.state.db.close()
+
+
+@pytest.fixture
+def client(app):
+    # https: the session and CSRF cookies are Secure with the __Host- prefix.
+    with TestClient(app, base_url=BASE_URL) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_user(app):
+    def make(email: str = "staff@registry.example", role: str = "staff", password: str | None = PASSWORD, name: str = "Sam Staff"):
+        return users.create(app.state.db, app.state.hasher, audit.SYSTEM, email=email, name=name, role=role, password=password)
+
+    return make
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def admin(make_user):
+    return make_user(email="admin@registry.example", role="admin", name="Ada Admin")
+
+
+class Frozen:
+    """A clock that only moves when told to."""
+
+    def __init__(self):
+        self.moment = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta) -> None:
+        self.moment += timedelta(**delta)
+
+
+@pytest.fixture
+def frozen(monkeypatch) -> Frozen:
+    frozen_clock = Frozen()
+    monkeypatch.setattr(clock, "now", frozen_clock)
+    return frozen_clock
+
+
+def csrf_token(client) -> str:
+    """The CSRF token a form on the page would carry (the double-submit cookie's value)."""
+    if "__Host-csrf" not in client.cookies:
+        client.get("/login")
+    return client.cookies["__Host-csrf"]
+
+
+def form_token(html: str) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', html).group(1)
+
+
+class AuthActions:
+    """Log in and out as a person would, through the forms."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, email: str = "staff@registry.example", password: str = PASSWORD, headers=None, **extra):
+        data = {"email": email, "password": password, "_csrf_token": csrf_token(self.client), **extra}
+        return self.client.post("/login", data=data, follow_redirects=False, headers=headers)
+
+    def logout(self):
+        return self.client.post("/logout", data={"_csrf_token": csrf_token(self.client)}, follow_redirects=False)
+
+    def post(self, path: str, data: dict | None = None, **kwargs):
+        return self.client.post(path, data={**(data or {}), "_csrf_token": csrf_token(self.client)}, follow_redirects=False, **kwargs)
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+def audit_rows(app, action: str | None = None) -> list[dict]:
+    sql = "SELECT * FROM audit_log" + (" WHERE action = ?" if action else "") + " ORDER BY id"
+    return app.state.db.query(sql, [action] if action else [])

@@ -1,0 +1,174 @@
+"""Accounts: admins create staff, one-time login links, choosing and changing a password."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from relais import users
+from tests.conftest import PASSWORD, audit_rows
+
+NEW_PASSWORD = "quiet harbour lantern 42"
+
+
+def _link_token(html: str) -> str:
+    return re.search(r"/login/link/([A-Za-z0-9_-]+)", html).group(1)
+
+
+def test_admin_creates_a_staff_account_and_its_link_works_once(app, client, auth, admin):
+    auth.login(email=admin.email)
+    created = auth.post("/admin/users", {"email": "New.Person@Registry.example", "name": "New Person", "role": "staff"})
+    assert created.status_code == 201 and "shown only once" in created.text
+    token = _link_token(created.text)
+    assert created.text.count(token) == 1
+    assert users.by_email(app.state.db, "new.person@registry.example")["password_hash"] is None
+    auth.logout()
+
+    # Opening the link (as a mail scanner would, GET or HEAD) does not use it up.
+    assert client.head(f"/login/link/{token}").status_code == 200
+    page = client.get(f"/login/link/{token}")
+    assert page.status_code == 200 and "new.person@registry.example" in page.text
+    used = auth.post(f"/login/link/{token}")
+    assert used.status_code == 303 and used.headers["location"] == "/account/password"
+    # Until a password is chosen, every page leads to the password form.
+    assert client.get("/", follow_redirects=False).headers["location"] == "/account/password"
+    chosen = auth.post("/account/password", {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert chosen.status_code == 303 and chosen.headers["location"] == "/?notice=password_changed"
+    assert client.get("/").status_code == 200
+
+    auth.logout()
+    again = client.get(f"/login/link/{token}")
+    assert again.status_code == 404 and "no longer valid" in again.text
+    assert auth.post(f"/login/link/{token}").status_code == 404
+    assert auth.login(email="new.person@registry.example", password=NEW_PASSWORD).status_code == 303
+    assert [r["action"] for r in audit_rows(app) if r["action"].startswith("user.login_link")] == [
+        "user.login_link", "user.login_link_used", "user.login_link_refused"]
+
+
+def test_an_expired_link_is_refused(app, client, auth, staff, frozen):
+    token = users.issue_login_link(app.state.db, users.audit.SYSTEM, staff.id)
+    frozen.advance(hours=72, seconds=1)
+    assert client.get(f"/login/link/{token}").status_code == 404
+    assert auth.post(f"/login/link/{token}").status_code == 404
+
+
+def test_a_new_link_cancels_the_previous_one(app, client, auth, staff):
+    first = users.issue_login_link(app.state.db, users.audit.SYSTEM, staff.id)
+    second = users.issue_login_link(app.state.db, users.audit.SYSTEM, staff.id)
+    assert auth.post(f"/login/link/{first}").status_code == 404
+    assert auth.post(f"/login/link/{second}").status_code == 303
+
+
+@pytest.mark.parametrize(
+    "new, confirm, message",
+    [
+        ("short", "short", "at least 12 characters"),
+        ("password1234", "password1234", "too common"),
+        ("qwertyuiopasdf", "qwertyuiopasdf", "too common"),
+        (NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
+        ("y" * 1025, "y" * 1025, "at most 1,024"),
+    ],
+)
+def test_password_rules(app, client, auth, staff, new, confirm, message):
+    auth.login()
+    response = auth.post("/account/password", {"current_password": PASSWORD, "new_password": new, "confirm_password": confirm})
+    assert response.status_code == 400 and message in response.text
+    assert auth.login(password=PASSWORD).status_code == 303  # unchanged
+
+
+def test_changing_a_password_needs_the_current_one_and_ends_other_sessions(app, client, auth, staff):
+    from litestar.testing import TestClient
+
+    from tests.conftest import AuthActions
+
+    auth.login()
+    with TestClient(app, base_url="https://relais.test") as other_browser:
+        AuthActions(other_browser).login()
+        wrong = auth.post("/account/password", {"current_password": "not it at all", "new_password": NEW_PASSWORD,
+                                                "confirm_password": NEW_PASSWORD})
+        assert wrong.status_code == 400 and "current password is not correct" in wrong.text
+        ok = auth.post("/account/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                             "confirm_password": NEW_PASSWORD})
+        assert ok.status_code == 303
+        assert other_browser.get("/", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/").status_code == 200  # this browser stays in
+    assert audit_rows(app, "user.password_change")
+
+
+def test_admin_pages_are_for_admins_only(client, auth, staff):
+    assert client.get("/admin/users", follow_redirects=False).headers["location"] == "/login?next=/admin/users"
+    auth.login()
+    for path in ("/admin/users", "/admin/audit", "/admin/settings", "/admin/audit.csv"):
+        assert client.get(path).status_code == 403
+    assert auth.post("/admin/users", {"email": "x@registry.example", "name": "X", "role": "admin"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "email, message",
+    [("not-an-email", "valid e-mail"), ("a@b@registry.example", "valid e-mail"),
+     ("victim@registry.example\r\nBcc: all@evil.example", "valid e-mail"), ("admin@registry.example", "already exists")],
+)
+def test_bad_new_accounts_are_refused_and_nothing_is_written(app, auth, admin, email, message):
+    auth.login(email=admin.email)
+    before = app.state.db.scalar("SELECT count(*) FROM users")
+    response = auth.post("/admin/users", {"email": email, "name": "Someone", "role": "staff"})
+    assert response.status_code == 400 and message in response.text
+    assert app.state.db.scalar("SELECT count(*) FROM users") == before
+
+
+def test_deactivate_and_reactivate(app, client, auth, admin, staff):
+    auth.login(email=admin.email)
+    assert auth.post(f"/admin/users/{staff.id}/active?active=false").status_code == 303
+    assert users.get(app.state.db, staff.id).active is False
+    assert auth.post(f"/admin/users/{staff.id}/active?active=true").status_code == 303
+    assert users.get(app.state.db, staff.id).active is True
+    assert [r["action"] for r in audit_rows(app) if r["action"] in ("user.deactivate", "user.activate")] == [
+        "user.deactivate", "user.activate"]
+
+
+def test_the_last_admin_cannot_be_deactivated(app, auth, admin):
+    auth.login(email=admin.email)
+    response = auth.post(f"/admin/users/{admin.id}/active?active=false")
+    assert response.status_code == 400 and "last active admin" in response.text
+
+
+def test_reset_link_for_an_account(app, client, auth, admin, staff):
+    auth.login(email=admin.email)
+    response = auth.post(f"/admin/users/{staff.id}/login-link")
+    assert response.status_code == 200
+    assert response.text.count("https://relais.test/login/link/") == 1  # the configured base URL, not Host
+
+
+def test_audit_search_and_export(app, client, auth, admin, staff):
+    auth.login(email=staff.email, password="wrong wrong wrong")
+    auth.login(email=admin.email)
+    page = client.get("/admin/audit", params={"q": "login.failure"})
+    assert page.status_code == 200 and staff.email in page.text
+    export = client.get("/admin/audit.csv", params={"q": "login"})
+    assert export.headers["content-type"].startswith("text/csv")
+    assert export.headers["content-disposition"].startswith("attachment")
+    lines = export.text.strip().splitlines()
+    assert lines[0].startswith("id,at,actor,action") and len(lines) >= 3
+    assert audit_rows(app, "audit.export")
+
+
+def test_audit_export_neutralises_spreadsheet_formulas(app, client, auth, admin):
+    auth.login(email="=HYPERLINK(\"http://evil.example\")@x.example", password="wrong wrong wrong")
+    auth.login(email=admin.email)
+    export = client.get("/admin/audit.csv")
+    assert "'=hyperlink" in export.text and "\n=hyperlink" not in export.text
+
+
+def test_settings_change_and_range_check(app, client, auth, admin):
+    auth.login(email=admin.email)
+    from relais import settings
+
+    ok = auth.post("/admin/settings", {**settings.all_values(app.state.db.conn), "session_idle_minutes": "45"})
+    assert ok.status_code == 303
+    assert settings.get(app.state.db.conn, "session_idle_minutes") == 45
+    bad = auth.post("/admin/settings", {**settings.all_values(app.state.db.conn), "session_idle_minutes": "45",
+                                        "session_absolute_hours": "-3"})
+    assert bad.status_code == 400 and "whole number" in bad.text
+    assert settings.get(app.state.db.conn, "session_absolute_hours") == 12
+    assert [r["object"] for r in audit_rows(app, "setting.change")] == ["session_idle_minutes"]

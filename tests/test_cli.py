@@ -1,0 +1,49 @@
+"""`python app.py COMMAND` as an admin's script would run it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+from tests.conftest import PASSWORD
+
+
+def run(config, *args, stdin=None):
+    env = {"RELAIS_DATA_DIR": str(config.data_dir), "RELAIS_BASE_URL": "https://relais.test", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "app.py", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_create_admin_with_password_on_stdin(config, auth, client, app):
+    result = run(config, "create-admin", "--email", "root@registry.example", "--name", "Root", "--password-stdin", stdin=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert auth.login(email="root@registry.example").status_code == 303
+
+
+def test_create_admin_without_password_prints_a_one_time_link(config, client):
+    result = run(config, "create-admin", "--email", "root@registry.example")
+    assert result.returncode == 0
+    assert "https://relais.test/login/link/" in result.stdout
+
+
+def test_create_admin_refuses_a_weak_password_and_a_bad_email(config):
+    weak = run(config, "create-admin", "--email", "root@registry.example", "--password-stdin", stdin="password\n")
+    assert weak.returncode == 1 and "password too short" in weak.stderr
+    bad = run(config, "create-admin", "--email", "root", "--password-stdin", stdin=PASSWORD)
+    assert bad.returncode == 1 and "invalid email" in bad.stderr
+
+
+def test_backup_is_a_consistent_copy(config, tmp_path, staff, auth):
+    auth.login()
+    result = run(config, "backup", str(tmp_path / "backup"))
+    assert result.returncode == 0
+    copy = sqlite3.connect(tmp_path / "backup" / "relais.db")
+    assert copy.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 2
+    assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_purge_removes_expired_sessions(config, app, staff, auth, frozen):
+    auth.login()
+    app.state.db.execute("UPDATE sessions SET last_seen_at = '2000-01-01T00:00:00.000000+00:00'")
+    result = run(config, "purge")
+    assert result.returncode == 0 and "purged 1 expired sessions" in result.stdout
