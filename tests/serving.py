@@ -1,0 +1,54 @@
+"""A real Relais server process for tests that need one (browser, Caddy, tus, kill -9)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python app.py serve` on a free port over its own data folder."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RELAIS_DATA_DIR": str(data_dir), "RELAIS_PORT": str(self.port),
+                    "RELAIS_BASE_URL": self.url, "RELAIS_MASTER_KEY_FILE": str(data_dir.parent / "master.key")}
+        self.log = open(data_dir.parent / "server.log", "w")
+        self.process = None
+
+    def command(self, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=self.env, input=stdin,
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start: " + Path(self.log.name).read_text())
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.log.close()
