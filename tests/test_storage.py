@@ -32,7 +32,7 @@ KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 # Hypothesis reuses the test's tmp_path across examples, so each example takes fresh file names.
 _names = itertools.count()
-prop = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+prop = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 segs = st.integers(min_value=1, max_value=64)
 
 
@@ -48,6 +48,10 @@ def store(path, data, seg, key=KEY, file_id=FID):
 
 def read_all(path, key=KEY, file_id=FID, start=0, end=None):
     return b"".join(read_range(path, key, file_id, start, end))
+
+
+def tail_of(path):
+    return path.with_name(path.name + ".tail")
 
 
 def records(path, seg):
@@ -109,7 +113,7 @@ def test_chunked_writes_with_checkpoints_and_resumes(tmp_path, data, seg, ops):
     w.write(data[w.offset :])
     assert w.finish() == (len(data), hashlib.sha256(data).hexdigest())
     assert read_all(path) == data
-    assert not path.with_name(path.name + ".tail").exists()
+    assert not tail_of(path).exists()
 
 
 @prop
@@ -270,6 +274,13 @@ def test_unfinished_upload_is_not_readable(tmp_path):
             plaintext_size(path)
         with pytest.raises(IntegrityError):
             read_range(path, KEY, FID)
+        # Appending the checkpointed tail record gives the layout of a finished file; only the
+        # final flag in the AAD tells it apart.
+        tail = tail_of(path)
+        path.write_bytes(path.read_bytes() + tail.read_bytes()[8:])
+        assert plaintext_size(path) == n
+        with pytest.raises(IntegrityError):
+            read_range(path, KEY, FID)
 
 
 # --- writer lifecycle -----------------------------------------------------------------------
@@ -281,7 +292,7 @@ def test_resume_refuses_damage_before_the_checkpoint_and_changes_nothing(tmp_pat
     w.write(os.urandom(40))
     w.checkpoint()
     w.close()
-    tail = path.with_name(path.name + ".tail")
+    tail = tail_of(path)
     raw, saved = path.read_bytes(), tail.read_bytes()
     damaged = bytearray(raw)
     damaged[HEADER_LEN + 20] ^= 1  # inside record 0, which the checkpoint declared durable
@@ -307,6 +318,75 @@ def test_resume_refuses_finished_file_even_with_wrong_key(tmp_path):
             SegmentWriter.resume(path, key, FID)
     assert path.read_bytes() == raw
     assert read_all(path) == b"done" * 10
+
+
+def test_resume_after_crash_keeps_records_written_after_checkpoint(tmp_path):
+    path = tmp_path / "c.bin"
+    w = SegmentWriter.create(path, KEY, FID, segment_size=16)
+    w.write(b"a" * 20)
+    assert w.checkpoint() == 20
+    w.write(b"b" * 40)  # records 1 and 2 reach the file; 12 bytes stay in memory and are lost
+    w.close()
+    w = SegmentWriter.resume(path, KEY, FID)
+    assert w.offset == 48
+    w.write(b"b" * 12)
+    assert w.finish() == (60, hashlib.sha256(b"a" * 20 + b"b" * 40).hexdigest())
+
+
+def test_resume_refuses_checkpoint_from_another_history(tmp_path):
+    """An authentic .tail that the next record does not continue (two writers, stale copy) is refused."""
+    path, twin = tmp_path / "h.bin", tmp_path / "twin.bin"
+    w = SegmentWriter.create(path, KEY, FID, segment_size=16)
+    w.write(b"a" * 20)
+    w.checkpoint()  # k=1, tail "aaaa"
+    twin.write_bytes(path.read_bytes())
+    tail_of(twin).write_bytes(tail_of(path).read_bytes())
+    w.write(b"c" * 40)  # record 1 = "aaaa" + "c" * 12
+    w.close()
+    w = SegmentWriter.resume(twin, KEY, FID)
+    w.write(b"dd")
+    w.checkpoint()  # k=1, tail "aaaadd"
+    w.close()
+    tail_of(path).write_bytes(tail_of(twin).read_bytes())
+    with pytest.raises(IntegrityError, match="does not continue"):
+        SegmentWriter.resume(path, KEY, FID)
+
+
+def test_resume_refuses_bad_checkpoint_file_and_crash_inside_finish(tmp_path):
+    path = tmp_path / "g.bin"
+    tail = tail_of(path)
+    w = SegmentWriter.create(path, KEY, FID, segment_size=16)
+    w.write(b"z" * 21)
+    w.checkpoint()
+    w.close()
+    saved = tail.read_bytes()
+    tail.write_bytes(saved + b"x" * 16)  # longer than any tail can be
+    with pytest.raises(IntegrityError, match="impossible length"):
+        SegmentWriter.resume(path, KEY, FID)
+    tail.write_bytes(saved)
+    SegmentWriter.resume(path, KEY, FID).finish()
+    tail.write_bytes(saved)  # as if the crash came after the final record, before .tail went
+    with pytest.raises(StorageError, match="finished"):
+        SegmentWriter.resume(path, KEY, FID)
+    assert read_all(path) == b"z" * 21
+
+
+def test_file_replaced_between_check_and_read(tmp_path):
+    path, other = tmp_path / "a.bin", tmp_path / "b.bin"
+    store(path, b"1" * 40, 16)
+    store(other, b"2" * 40, 16)
+    chunks = read_range(path, KEY, FID)
+    os.replace(other, path)
+    with pytest.raises(IntegrityError, match="changed"):
+        list(chunks)
+
+
+def test_create_validates_arguments(tmp_path):
+    for kwargs in ({"segment_size": 0}, {"segment_size": 2**31}, {"file_id": ""}, {"key": KEY[:16]}):
+        args = {"key": KEY, "file_id": FID, "segment_size": 16} | kwargs
+        with pytest.raises(ValueError):
+            SegmentWriter.create(tmp_path / "v.bin", args["key"], args["file_id"], segment_size=args["segment_size"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_one_writer_at_a_time_and_closed_writer(tmp_path):
