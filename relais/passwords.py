@@ -19,7 +19,7 @@ MAX_LENGTH = 1024
 
 
 class PasswordRejected(ValueError):
-    """The password breaks a rule; ``reason`` is one of the keys in ``REASONS``."""
+    """The password breaks a rule; ``reason`` is ``too_short``, ``too_long`` or ``too_common``."""
 
     def __init__(self, reason: str):
         super().__init__(reason)

@@ -68,7 +68,8 @@ def create_user(request: Request, data: Annotated[NewUserForm, FORM]) -> Templat
 def reset_user(request: Request, user_id: int) -> Template:
     """A new one-time link to choose a password (the old password stops working once it is used)."""
     if users.get(common.db(request), user_id) is None:
-        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+        message = USER_ERRORS["not_found"]
+        return _users_page(request, 404, common.gettext(request, message))
     token = users.issue_login_link(common.db(request), common.who(request), user_id, purpose="reset")
     return _users_page(request, link=_link_url(request, token))
 
@@ -127,7 +128,7 @@ async def save_settings(request: Request) -> Template | Redirect:
         raw = str(form.get(name, values[name])).strip()
         if not raw.isdigit() or not setting.minimum <= int(raw) <= setting.maximum:
             error = common.gettext(
-                request, "%(setting)s must be a whole number from %(minimum)s to %(maximum)s.",
+                request, "%(setting)s Enter a whole number from %(minimum)s to %(maximum)s.",
                 setting=common.gettext(request, setting.help), minimum=setting.minimum, maximum=setting.maximum,
             )
             return common.render(request, "admin/settings.html", status_code=400, settings=settings.SETTINGS,

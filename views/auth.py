@@ -66,10 +66,14 @@ def submit_login(request: Request, data: Annotated[LoginForm, FORM]) -> Template
         return response
     if result.outcome is auth.Outcome.LOCKED:
         minutes = max(1, (result.retry_after + 59) // 60)
-        error = common.gettext(request, "Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)
+        error = common.ngettext(
+            request, "Too many failed attempts. Try again in %(num)s minute.",
+            "Too many failed attempts. Try again in %(num)s minutes.", minutes,
+        )
         return _login_page(request, 429, error, data.email[:254], data.next)
     if result.outcome is auth.Outcome.TOO_LONG:
-        return _login_page(request, 400, common.gettext(request, PASSWORD_ERRORS["too_long"]), data.email[:254], data.next)
+        message = PASSWORD_ERRORS["too_long"]
+        return _login_page(request, 400, common.gettext(request, message), data.email[:254], data.next)
     error = common.gettext(request, "The e-mail address or the password is not correct.")
     return _login_page(request, 401, error, data.email[:254], data.next)
 

@@ -95,6 +95,10 @@ def gettext(connection: ASGIConnection, message: str, **variables) -> str:
     return i18n.gettext(lang(connection), message, **variables)
 
 
+def ngettext(connection: ASGIConnection, singular: str, plural: str, n: int, **variables) -> str:
+    return i18n.ngettext(lang(connection), singular, plural, n, **variables)
+
+
 # -- guards --------------------------------------------------------------------------------
 
 def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
