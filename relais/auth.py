@@ -95,15 +95,9 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
 
         def succeed(db):
             db.execute("DELETE FROM login_throttle WHERE key = ?", [keys[0]])
-            now = clock.now_iso()
-            db.execute(
-                "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
-                [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
-            )
             if hasher.needs_rehash(row["password_hash"]):
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [hasher.hash(password), user.id])
-            version = terms.record_acceptance(db, who, user_id=user.id)
-            audit.record(db, who, "login.success", email, terms_version=version)
+            _open_session(db, who, user, token, "login.success")
 
         database.write(succeed)
         return LoginResult(Outcome.OK, user=user, session_token=token)
@@ -124,18 +118,19 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
 def start_session(database: Database, who: audit.Who, user: User, action: str) -> str:
     """Open a session without a password check (after a one-time link was used)."""
     token = passwords.new_token()
-
-    def insert(db):
-        now = clock.now_iso()
-        db.execute(
-            "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
-            [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
-        )
-        version = terms.record_acceptance(db, who, user_id=user.id)
-        audit.record(db, who, action, user.email, terms_version=version)
-
-    database.write(insert)
+    database.write(_open_session, who, user, token, action)
     return token
+
+
+def _open_session(db, who: audit.Who, user: User, token: str, action: str) -> None:
+    """Store the session (as a hash) and record the login with the terms it accepted."""
+    now = clock.now_iso()
+    db.execute(
+        "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+        [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
+    )
+    version = terms.record_acceptance(db, who, user_id=user.id)
+    audit.record(db, who, action, user.email, terms_version=version)
 
 
 def resolve_session(database: Database, token: str | None, who: audit.Who) -> Session | None:
