@@ -16,9 +16,9 @@ from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from relais import i18n, setup
+from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import admin, auth, errors, middleware, pages
+from views import admin, auth, errors, files, links, middleware, pages, shares, uploads
 
 ROOT = Path(__file__).resolve().parent
 
@@ -49,11 +49,16 @@ def create_app(config: Config | None = None) -> Litestar:
     """Wire the application for ``config`` (from the environment when None)."""
     config = config or from_env()
     state = setup.prepare(config)
+    janitor = retention.Janitor(state)
     return Litestar(
         route_handlers=[
             *pages.routes,
             *auth.routes,
             *admin.routes,
+            *files.routes,
+            *uploads.routes,
+            *shares.routes,
+            *links.routes,
             create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
         ],
         state=state,
@@ -69,7 +74,9 @@ def create_app(config: Config | None = None) -> Litestar:
         middleware=[middleware.session_middleware],
         before_send=[middleware.security_headers],
         exception_handlers=errors.handlers,
-        on_shutdown=[state.db.close],
+        # Background work (the mail outbox, retention) runs in the server; tests drive it themselves.
+        on_startup=[state.mail_sender.start, janitor.start] if config.background_jobs else [],
+        on_shutdown=[state.mail_sender.stop, janitor.stop, state.db.close],
         # Forms are small; upload routes raise this limit for themselves.
         request_max_body_size=2 * 1024 * 1024,
         openapi_config=None,  # no schema endpoints: nothing to learn about the app from outside

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings, terms
+from relais import audit, clock, passwords, settings, terms, throttle
 from relais.db import Database
 from relais.users import User
 
@@ -42,38 +42,6 @@ class Session:
     created_at: str
 
 
-def _locked_for(db, keys: list[str]) -> int:
-    now = clock.now()
-    wait = 0
-    for key in keys:
-        row = db.execute("SELECT locked_until FROM login_throttle WHERE key = ?", [key]).fetchone()
-        if row and row[0] and clock.parse(row[0]) > now:
-            wait = max(wait, int((clock.parse(row[0]) - now).total_seconds()) + 1)
-    return wait
-
-
-def _count_failure(db, key: str, threshold: int, max_minutes: int) -> bool:
-    """Count one failure for key; returns True when this failure (re)locks it."""
-    now = clock.now()
-    window = timedelta(minutes=max_minutes)
-    row = db.execute("SELECT failures, first_failure_at FROM login_throttle WHERE key = ?", [key]).fetchone()
-    failures = 1 if row is None or clock.parse(row[1]) + window < now else row[0] + 1
-    first = clock.iso(now) if failures == 1 else row[1]
-    locked_until = None
-    if failures >= threshold:
-        minutes = min(2 ** (failures - threshold), max_minutes)
-        locked_until = clock.iso(now + timedelta(minutes=minutes))
-        # Counting restarts from the lock, so the window covers the next round of attempts.
-        first = clock.iso(now)
-    db.execute(
-        "INSERT INTO login_throttle (key, failures, first_failure_at, locked_until) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, first_failure_at = excluded.first_failure_at,"
-        " locked_until = excluded.locked_until",
-        [key, failures, first, locked_until],
-    )
-    return locked_until is not None
-
-
 def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str) -> LoginResult:
     """Check a staff or partner login; on success open a session and record terms acceptance."""
     email = email.strip().lower()[:254]
@@ -82,7 +50,7 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
     if len(password) > passwords.MAX_LENGTH:
         database.write(lambda db: audit.record(db, who, "login.refused", email, reason="password_too_long"))
         return LoginResult(Outcome.TOO_LONG)
-    wait = _locked_for(database.conn, keys)
+    wait = throttle.locked_for(database.conn, keys)
     if wait:
         database.write(lambda db: audit.record(db, who, "login.refused", email, reason="locked"))
         return LoginResult(Outcome.LOCKED, retry_after=wait)
@@ -94,7 +62,7 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
         user = User.from_row(row)
 
         def succeed(db):
-            db.execute("DELETE FROM login_throttle WHERE key = ?", [keys[0]])
+            throttle.clear(db, keys[0])
             if hasher.needs_rehash(row["password_hash"]):
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [hasher.hash(password), user.id])
             _open_session(db, who, user, token, "login.success")
@@ -106,9 +74,9 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
         reason = "unknown_account" if row is None else ("inactive" if not row["active"] else "wrong_password")
         audit.record(db, who, "login.failure", email, reason=reason)
         lock_minutes = settings.get(db, "login_lock_minutes")
-        if _count_failure(db, keys[0], settings.get(db, "login_failures_before_lock"), lock_minutes):
+        if throttle.count_failure(db, keys[0], settings.get(db, "login_failures_before_lock"), lock_minutes):
             audit.record(db, who, "login.lockout", email, scope="account")
-        if _count_failure(db, keys[1], settings.get(db, "client_failures_before_lock"), lock_minutes):
+        if throttle.count_failure(db, keys[1], settings.get(db, "client_failures_before_lock"), lock_minutes):
             audit.record(db, who, "login.lockout", who.ip, scope="client")
 
     database.write(fail)

@@ -38,8 +38,10 @@ def main(argv: list[str], create_app) -> int:
         if args.command == "create-admin":
             return create_admin(state, args)
         if args.command == "purge":
-            removed = state.db.write(auth.purge_expired)
-            print(f"purged {removed} expired sessions")
+            from relais import retention
+
+            purged = retention.purge_all(state)
+            print("purged " + ", ".join(f"{count} {what}" for what, count in purged.items()))
             return 0
         if args.command == "verify":
             return verify(state)
@@ -53,7 +55,12 @@ def main(argv: list[str], create_app) -> int:
 def serve(config, create_app) -> int:
     import uvicorn
 
+    key_file = config.resolved_master_key_file
+    key_existed = key_file.exists()
     app = create_app(config)
+    if not key_existed:
+        print(f"\n  Created the master key {key_file}: it unlocks every stored file. In production keep it\n"
+              f"  outside the data folder (RELAIS_MASTER_KEY_FILE) and back it up apart from the data.", flush=True)
     if users.count_admins(app.state.db) == 0:
         admin = users.create(app.state.db, app.state.hasher, audit.SYSTEM, email=config.admin_email,
                              name="Administrator", role="admin")
@@ -93,12 +100,20 @@ def create_admin(state, args) -> int:
 
 
 def verify(state) -> int:
+    """The audit chain, then the database against the disk; exit 1 on any problem."""
     checked, problem = audit.verify(state.db.conn)
     if problem:
         print(f"audit chain BROKEN after {checked} good rows: {problem}")
-        return 1
-    print(f"audit chain ok: {checked} rows")
-    return 0
+    else:
+        print(f"audit chain ok: {checked} rows")
+    from relais import files
+
+    problems = files.check_disk(state.db, state.config.files_dir)
+    for line in problems:
+        print(f"files: {line}")
+    if not problems:
+        print("files ok: every stored file is on disk with its size, and no data file is unaccounted for")
+    return 1 if problem or problems else 0
 
 
 def backup(state, dest: Path) -> int:

@@ -32,6 +32,8 @@ class Config:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_tls: str = "starttls"  # starttls | tls | none
+    # A private CA for the SMTP server's certificate (an internal relay); empty: the system's.
+    smtp_ca_file: str = ""
     mail_from: str = "Relais <relais@localhost>"
     clamd_socket: str = ""
     # Cookies are always Secure; the __Host- prefix requires it. Browsers accept Secure
@@ -42,6 +44,8 @@ class Config:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     admin_email: str = "admin@localhost"
+    # The outbox sender and retention threads; tests that drive them themselves turn them off.
+    background_jobs: bool = True
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,6 +100,7 @@ FIELDS = {
     "smtp_user": ("RELAIS_SMTP_USER", str),
     "smtp_password": ("RELAIS_SMTP_PASSWORD", str),
     "smtp_tls": ("RELAIS_SMTP_TLS", str),
+    "smtp_ca_file": ("RELAIS_SMTP_CA_FILE", str),
     "mail_from": ("RELAIS_MAIL_FROM", str),
     "clamd_socket": ("RELAIS_CLAMD_SOCKET", str),
     "cookie_secure": ("RELAIS_COOKIE_SECURE", _bool),

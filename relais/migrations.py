@@ -122,3 +122,159 @@ def m0001_initial(db: Database) -> None:
             " VALUES (1, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))",
             (language, title, body),
         )
+
+
+@migrations(name="0002_files")
+def m0002_files(db: Database) -> None:
+    db.executescript(
+        """
+        -- Stored files (relais.files). A row in state 'uploading' is never listed or served: a file
+        -- becomes visible only in the transaction that marks it 'complete' with its size and SHA-256.
+        -- Deleting the row destroys wrapped_key, the only way to decrypt the data file
+        -- (crypto-shredding); the data file is unlinked after that commit.
+        CREATE TABLE files (
+            id TEXT PRIMARY KEY,                   -- random hex, used in URLs
+            owner_id INTEGER NOT NULL REFERENCES users(id),
+            name TEXT NOT NULL,                    -- checked name shown to people, never a path on disk
+            size INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT NOT NULL DEFAULT '',       -- of the plaintext, computed while writing
+            media_type TEXT NOT NULL,
+            wrapped_key BLOB NOT NULL,             -- 60 bytes: the file's key wrapped by the master key
+            storage_name TEXT NOT NULL UNIQUE,     -- random name under data/files/
+            state TEXT NOT NULL CHECK (state IN ('uploading', 'complete')),
+            created_at TEXT NOT NULL,
+            completed_at TEXT,
+            expires_at TEXT                        -- unfinished uploads only: purged after this
+        );
+        CREATE INDEX files_owner ON files(owner_id, state);
+
+        -- Unfinished tus uploads, one per 'uploading' file; removed when the file completes.
+        CREATE TABLE uploads (
+            id TEXT PRIMARY KEY,                   -- random hex, in the /tus/ URL
+            file_id TEXT NOT NULL UNIQUE REFERENCES files(id) ON DELETE CASCADE,
+            owner_id INTEGER NOT NULL REFERENCES users(id),
+            session_hash TEXT NOT NULL DEFAULT '', -- the session that created it; only it may resume it
+            length INTEGER NOT NULL,
+            "offset" INTEGER NOT NULL DEFAULT 0,   -- bytes durably stored at the last checkpoint
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX uploads_expires ON uploads(expires_at);
+        """
+    )
+
+
+@migrations(name="0003_outbox")
+def m0003_outbox(db: Database) -> None:
+    db.executescript(
+        """
+        -- The transactional outbox (relais.mail): a mail is queued in the same transaction as the
+        -- change it reports, and sent afterwards; failures are retried with growing delays.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,                    -- what the mail is about: share, receipt, ...
+            object TEXT NOT NULL DEFAULT '',       -- the share, request or account it concerns
+            recipient TEXT NOT NULL,               -- 'Name <address>' as put in the To header
+            subject TEXT NOT NULL,
+            body_text TEXT NOT NULL,
+            body_html TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,       -- fixed, so a retried message is recognisable
+            status TEXT NOT NULL CHECK (status IN ('pending', 'sent')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            sent_at TEXT
+        );
+        CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+        CREATE VIEW pending_mail AS
+            SELECT id, created_at, kind, object, recipient, subject, attempts, next_attempt_at, last_error
+            FROM outbox WHERE status = 'pending';
+        """
+    )
+
+
+@migrations(name="0004_shares")
+def m0004_shares(db: Database) -> None:
+    db.executescript(
+        """
+        -- Shares (relais.shares): files behind a password-protected download link.
+        CREATE TABLE shares (
+            id TEXT PRIMARY KEY,
+            owner_id INTEGER NOT NULL REFERENCES users(id),
+            token_hash TEXT NOT NULL UNIQUE,       -- SHA-256 of the link token; the token is never stored
+            password_hash TEXT NOT NULL,           -- argon2id; emptied when the share is deleted
+            message TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL,                -- of the e-mails: nl, fr, en, de
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            download_limit INTEGER,                -- complete downloads per file; NULL: no limit
+            delete_after_download INTEGER NOT NULL DEFAULT 0,
+            downloaded_at TEXT,                    -- when every file had been downloaded completely once
+            revoked_at TEXT,
+            failed_attempts INTEGER NOT NULL DEFAULT 0,  -- wrong passwords since the last right one
+            locked_at TEXT,                        -- after link_failures_before_lock wrong passwords
+            deleted_at TEXT                        -- files shredded (deleted, revoked, expired, downloaded)
+        );
+        CREATE INDEX shares_owner ON shares(owner_id, created_at);
+        CREATE TABLE share_files (
+            share_id TEXT NOT NULL REFERENCES shares(id),
+            file_id TEXT NOT NULL UNIQUE REFERENCES files(id) ON DELETE CASCADE,
+            PRIMARY KEY (share_id, file_id)
+        );
+        CREATE TABLE share_recipients (
+            share_id TEXT NOT NULL REFERENCES shares(id),
+            email TEXT NOT NULL,
+            PRIMARY KEY (share_id, email)
+        );
+        -- What happened on a share's link: access, access_refused, locked, download, download_partial.
+        CREATE TABLE share_events (
+            id INTEGER PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares(id),
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            file_id TEXT NOT NULL DEFAULT '',
+            ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX share_events_share ON share_events(share_id, event);
+        -- A browser that typed the right password for one share.
+        CREATE TABLE link_sessions (
+            token_hash TEXT PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares(id),
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT ''
+        );
+        -- One-time links that reveal a share's password once; the password is encrypted under a
+        -- key derived from the link's token, which is not stored.
+        CREATE TABLE password_links (
+            token_hash TEXT PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares(id),
+            secret BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+
+        CREATE VIEW open_links AS
+            SELECT shares.id, users.email AS owner, shares.created_at, shares.expires_at,
+                   (SELECT group_concat(email, ', ') FROM share_recipients WHERE share_id = shares.id) AS recipients,
+                   (SELECT count(*) FROM share_files WHERE share_id = shares.id) AS files
+            FROM shares JOIN users ON users.id = shares.owner_id
+            WHERE deleted_at IS NULL AND revoked_at IS NULL AND locked_at IS NULL
+              AND expires_at > strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now');
+        CREATE VIEW pending_downloads AS
+            SELECT open_links.* FROM open_links JOIN shares ON shares.id = open_links.id
+            WHERE shares.downloaded_at IS NULL;
+        CREATE VIEW who_accessed_what AS
+            SELECT share_events.at, share_events.event, share_events.ip, share_events.user_agent,
+                   shares.id AS share_id, users.email AS owner,
+                   coalesce(files.name, share_events.detail) AS file_name
+            FROM share_events JOIN shares ON shares.id = share_events.share_id
+            JOIN users ON users.id = shares.owner_id
+            LEFT JOIN files ON files.id = share_events.file_id;
+        """
+    )

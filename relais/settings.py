@@ -31,6 +31,12 @@ SETTINGS = {
         Setting("client_failures_before_lock", 20, N_("Failed logins from one address before that address is locked."), 1, 1000),
         Setting("login_link_hours", 72, N_("Hours a one-time login or password-reset link stays valid."), 1, 30 * 24),
         Setting("password_validity_days", 14, N_("Days a partner's password stays valid."), 1, 3650),
+        Setting("share_default_days", 30, N_("Days a new share's link is valid unless staff choose otherwise."), 1, 30),
+        Setting("share_max_days", 30, N_("Most days a share's link can be valid, counted from its creation."), 1, 365),
+        Setting("link_failures_before_wait", 3, N_("Wrong passwords on a link before each further try must wait."), 1, 100),
+        Setting("link_failures_before_lock", 10, N_("Wrong passwords on a link before it is locked for good and its owner told."), 1, 100),
+        Setting("max_file_size_mib", 50 * 1024, N_("Largest file that can be uploaded, in MiB."), 1, 1024 * 1024),
+        Setting("max_files_per_account", 500, N_("Most files one account can hold, uploads in progress included."), 1, 100_000),
     ]
 }
 

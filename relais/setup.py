@@ -8,9 +8,11 @@ from pathlib import Path
 
 from litestar.datastructures import State
 
+from relais import mail
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
+from relais.storage import load_master_key
 
 
 def ensure_dirs(config: Config) -> None:
@@ -29,11 +31,15 @@ def load_secret(path: Path) -> str:
 
 
 def prepare(config: Config) -> State:
-    """Everything the app needs, in ``app.state``: config, database, password hasher, secret."""
+    """Everything the app needs, in ``app.state``: config, database, password hasher, secrets."""
     ensure_dirs(config)
     database = Database(config.db_path)
     database.migrate()
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
+    mail_sender = mail.Sender(database, mail.Transport(config))
     return State(
-        {"config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file)}
+        {"config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
+         # Wraps every file's key; created on first start (keep it outside data/ in production).
+         "master_key": load_master_key(config.resolved_master_key_file, create=True),
+         "mail_sender": mail_sender}
     )

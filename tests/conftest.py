@@ -22,7 +22,7 @@ def config(tmp_path: Path) -> Config:
     # Cheap argon2id so the suite stays fast; production uses the RFC 9106 profile.
     return Config(
         data_dir=tmp_path / "data", base_url=BASE_URL, argon2_time_cost=1, argon2_memory_kib=8192,
-        argon2_parallelism=1, master_key_file=tmp_path / "master.key",
+        argon2_parallelism=1, master_key_file=tmp_path / "master.key", background_jobs=False,
     )
 
 

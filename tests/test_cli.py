@@ -46,4 +46,18 @@ def test_purge_removes_expired_sessions(config, app, staff, auth, frozen):
     auth.login()
     app.state.db.execute("UPDATE sessions SET last_seen_at = '2000-01-01T00:00:00.000000+00:00'")
     result = run(config, "purge")
-    assert result.returncode == 0 and "purged 1 expired sessions" in result.stdout
+    assert result.returncode == 0 and "purged 1 sessions" in result.stdout
+
+
+def test_verify_compares_the_database_with_the_disk(config, app, staff):
+    from tests.test_shares import CSV, store
+
+    stored = store(app, staff, "registry.csv", CSV)
+    ok = run(config, "verify")
+    assert ok.returncode == 0 and "files ok" in ok.stdout
+    (config.files_dir / "stray-file").write_bytes(b"x")
+    (config.files_dir / stored.storage_name).unlink()
+    broken = run(config, "verify")
+    assert broken.returncode == 1
+    assert f"file {stored.id} (complete): its data file is missing" in broken.stdout
+    assert "data file stray-file belongs to no file" in broken.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -65,7 +66,7 @@ def submit_login(request: Request, data: Annotated[LoginForm, FORM]) -> Template
         common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
         return response
     if result.outcome is auth.Outcome.LOCKED:
-        minutes = max(1, (result.retry_after + 59) // 60)
+        minutes = max(1, math.ceil(result.retry_after / 60))
         error = common.ngettext(
             request, "Too many failed attempts. Try again in %(num)s minute.",
             "Too many failed attempts. Try again in %(num)s minutes.", minutes,

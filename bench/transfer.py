@@ -1,0 +1,336 @@
+"""Transfer benchmark: Relais uploads (tus, form) and downloads next to baselines measured in the same run.
+
+    .venv/bin/python bench/transfer.py                  # 1 GiB and 4 GiB, loopback and through Caddy
+    .venv/bin/python bench/transfer.py --sizes 0.25     # a quick run
+    .venv/bin/python bench/transfer.py --no-copyparty   # without the PyPI peer
+
+Clients are curl (streams files from disk, never a bottleneck here). For each transfer it prints
+MB/s and, for Relais, the server's peak resident memory, sampled every 20 ms. Baselines: a bare
+ASGI app that writes the body to disk (uvicorn with httptools, as Relais), Caddy's own
+``file_server`` for downloads, and copyparty (installed from PyPI into a throw-away venv; its
+``curl -T`` upload also hashes). Two paths: straight to the server on loopback, and through Caddy
+with TLS (``tls internal``) as in production. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+EMAIL, PASSWORD = "bench@registry.example", "violet tugboat marmalade bench"
+GIB = 1024**3
+
+
+# -- the bare baseline: what a minimal ASGI app does with a body ----------------------------------
+
+async def bare_app(scope, receive, send):
+    """PUT writes the body to BARE_DIR/<path>; anything else gets 200 and nothing."""
+    if scope["type"] != "http":
+        return
+    if scope["method"] == "PUT":
+        with open(Path(os.environ["BARE_DIR"]) / Path(scope["path"]).name, "wb") as f:
+            while True:
+                message = await receive()
+                f.write(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["curl", "-sk", "-o", "/dev/null", url], check=False).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class PeakMemory:
+    """Samples a process's resident memory (VmRSS) in a thread; ``peak`` in MB."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+                self.peak = max(self.peak, int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) // 1024)
+            except (OSError, AttributeError):
+                pass
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def curl(*args: str) -> str:
+    done = subprocess.run(["curl", "-sSk", "--fail-with-body", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args[:4])}...: {done.stderr.strip()} {done.stdout[:300]}")
+    return done.stdout
+
+
+def timed(fn, size: int, pid: int | None = None) -> tuple[float, int | None]:
+    memory = PeakMemory(pid) if pid else None
+    if memory:
+        memory.__enter__()
+    start = time.perf_counter()
+    try:
+        fn()
+    finally:
+        if memory:
+            memory.__exit__()
+    return size / (time.perf_counter() - start) / 1e6, memory.peak if memory else None
+
+
+def make_file(path: Path, size: int) -> None:
+    """gzip magic (Relais checks that a .gz starts with it) then random bytes."""
+    block = os.urandom(16 * 1024 * 1024)
+    with open(path, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00")
+        left = size - 4
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+class Relais:
+    def __init__(self, work: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = work / "relais-data"
+        self.env = {**os.environ, "RELAIS_DATA_DIR": str(data), "RELAIS_PORT": str(self.port),
+                    "RELAIS_MASTER_KEY_FILE": str(work / "master.key"), "RELAIS_BASE_URL": self.url}
+        subprocess.run([PYTHON, "app.py", "create-admin", "--email", EMAIL, "--password-stdin"], cwd=ROOT, env=self.env,
+                       input=PASSWORD, text=True, check=True, capture_output=True)
+        self.process = subprocess.Popen([PYTHON, "app.py", "serve"], cwd=ROOT, env=self.env,
+                                        stdout=open(work / "relais.log", "w"), stderr=subprocess.STDOUT)
+        wait_for(self.url + "/healthz")
+
+    def login(self, base: str) -> list[str]:
+        """curl arguments carrying a fresh session's cookies and CSRF header."""
+        headers = curl("-D", "-", "-o", "/dev/null", base + "/login")
+        csrf = re.search(r"__Host-csrf=([^;]+)", headers).group(1)
+        headers = curl("-D", "-", "-o", "/dev/null", "-H", f"Cookie: __Host-csrf={csrf}", "--data-urlencode", f"email={EMAIL}",
+                       "--data-urlencode", f"password={PASSWORD}", "--data-urlencode", f"_csrf_token={csrf}", base + "/login")
+        session = re.search(r"__Host-relais_session=([^;]+)", headers).group(1)
+        self.csrf = csrf
+        return ["-H", f"Cookie: __Host-csrf={csrf}; __Host-relais_session={session}", "-H", f"x-csrftoken: {csrf}"]
+
+    def tus_upload(self, base: str, auth: list[str], path: Path, name: str) -> None:
+        size = path.stat().st_size
+        meta = "filename " + __import__("base64").b64encode(name.encode()).decode()
+        headers = curl("-D", "-", "-o", "/dev/null", "-X", "POST", *auth, "-H", "Tus-Resumable: 1.0.0",
+                       "-H", f"Upload-Length: {size}", "-H", f"Upload-Metadata: {meta}", base + "/tus/")
+        location = re.search(r"(?i)location: (\S+)", headers).group(1)
+        curl("-o", "/dev/null", "-X", "PATCH", "-T", str(path), *auth, "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+             "-H", "Content-Type: application/offset+octet-stream", base + location)
+
+    def form_upload(self, base: str, auth: list[str], path: Path, name: str) -> None:
+        curl("-o", "/dev/null", *auth, "-F", f"_csrf_token={self.csrf}", "-F", f"file=@{path};filename={name}",
+             base + "/files/upload")
+
+    def file_id(self, base: str, auth: list[str], name: str) -> str:
+        page = curl(*auth, base + "/files")
+        return re.search(r'href="/files/([0-9a-f]+)" download>Download<span class="visually-hidden"> ' + re.escape(name), page).group(1)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def start(command: list[str], log: Path, env=None, cwd=None) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+
+def caddy(work: Path, relais_port: int, bare_port: int, files_dir: Path) -> tuple[subprocess.Popen, dict]:
+    """One Caddy: TLS in front of Relais and of the bare app, file_server plain and over TLS."""
+    ports = {name: free_port() for name in ("relais_tls", "bare_tls", "files", "files_tls")}
+    config = f"""{{
+    auto_https disable_redirects
+    admin off
+    skip_install_trust
+}}
+https://localhost:{ports['relais_tls']} {{
+    tls internal
+    request_body {{
+        max_size 100GB
+    }}
+    reverse_proxy 127.0.0.1:{relais_port} {{
+        flush_interval -1
+    }}
+}}
+https://localhost:{ports['bare_tls']} {{
+    tls internal
+    reverse_proxy 127.0.0.1:{bare_port} {{
+        flush_interval -1
+    }}
+}}
+http://127.0.0.1:{ports['files']} {{
+    root * {files_dir}
+    file_server
+}}
+https://localhost:{ports['files_tls']} {{
+    tls internal
+    root * {files_dir}
+    file_server
+}}
+"""
+    (work / "Caddyfile").write_text(config)
+    env = {**os.environ, "XDG_DATA_HOME": str(work / "caddy-data"), "XDG_CONFIG_HOME": str(work / "caddy-config")}
+    process = start(["caddy", "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"], work / "caddy.log", env)
+    wait_for(f"https://localhost:{ports['relais_tls']}/healthz")
+    return process, ports
+
+
+def copyparty(work: Path) -> tuple[subprocess.Popen, int]:
+    venv = work / "copyparty-venv"
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "copyparty"], check=True)
+    port = free_port()
+    share = work / "copyparty-share"
+    share.mkdir()
+    process = start([str(venv / "bin" / "copyparty"), "-i", "127.0.0.1", "-p", str(port), "-v", f"{share}::A", "-q"],
+                    work / "copyparty.log")
+    wait_for(f"http://127.0.0.1:{port}/")
+    return process, port
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,4", help="file sizes in GiB, comma-separated (default 1,4)")
+    parser.add_argument("--no-copyparty", action="store_true")
+    parser.add_argument("--no-caddy", action="store_true")
+    parser.add_argument("--parallel", type=int, default=20, help="transfers at once for the memory check")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="relais-bench-", dir=args.dir))
+    results: list[dict] = []
+    processes = []
+
+    def row(what, path, size, mbps, peak=None):
+        results.append({"what": what, "path": path, "GiB": round(size / GIB, 2), "MB/s": round(mbps), "peak MB": peak})
+        print(f"{what:<34} {path:<9} {size / GIB:>5.2f} GiB {mbps:>8.0f} MB/s" + (f"   server peak {peak} MB" if peak else ""),
+              flush=True)
+
+    try:
+        relais = Relais(work)
+        processes.append(relais.process)
+        bare_dir = work / "bare"
+        bare_dir.mkdir()
+        bare_port = free_port()
+        processes.append(start([PYTHON, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "transfer:bare_app", "--port",
+                                str(bare_port), "--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
+                               work / "bare.log", env={**os.environ, "BARE_DIR": str(bare_dir)}))
+        wait_for(f"http://127.0.0.1:{bare_port}/")
+        files_dir = work / "plain"
+        files_dir.mkdir()
+        paths = {"loopback": {"relais": relais.url, "bare": f"http://127.0.0.1:{bare_port}"}}
+        if not args.no_caddy and shutil.which("caddy"):
+            process, ports = caddy(work, relais.port, bare_port, files_dir)
+            processes.append(process)
+            paths["caddy"] = {"relais": f"https://localhost:{ports['relais_tls']}", "bare": f"https://localhost:{ports['bare_tls']}",
+                              "files": f"https://localhost:{ports['files_tls']}"}
+            paths["loopback"]["files"] = f"http://127.0.0.1:{ports['files']}"
+        peer = None
+        if not args.no_copyparty:
+            process, peer = copyparty(work)
+            processes.append(process)
+
+        for gib in [float(s) for s in args.sizes.split(",")]:
+            size = int(gib * GIB)
+            source = files_dir / f"data-{gib}.gz"
+            make_file(source, size)
+            for label, urls in paths.items():
+                auth = relais.login(urls["relais"])
+                name = f"tus-{label}-{gib}.gz"
+                row("Relais tus upload (one PATCH)", label, size, *timed(lambda: relais.tus_upload(urls["relais"], auth, source, name), size, relais.process.pid))
+                form_name = f"form-{label}-{gib}.gz"
+                row("Relais form upload", label, size, *timed(lambda: relais.form_upload(urls["relais"], auth, source, form_name), size, relais.process.pid))
+                row("bare ASGI upload (baseline)", label, size, *timed(lambda: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"), size))
+                file_id = relais.file_id(urls["relais"], auth, name)
+                row("Relais download", label, size, *timed(lambda: curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), size, relais.process.pid))
+                if "files" in urls:
+                    row("Caddy file_server download (baseline)", label, size, *timed(lambda: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"), size))
+                for f in bare_dir.iterdir():
+                    f.unlink()
+            if peer:
+                peer_url = f"http://127.0.0.1:{peer}"
+                row("copyparty curl -T upload (peer)", "loopback", size, *timed(lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"), size))
+                row("copyparty download (peer)", "loopback", size, *timed(lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"), size))
+            source.unlink()
+
+        # Memory with many transfers at once: parallel downloads of the first size, then parallel tus uploads.
+        auth = relais.login(relais.url)
+        gib = float(args.sizes.split(",")[0])
+        file_id = relais.file_id(relais.url, auth, f"tus-loopback-{gib}.gz")
+        size = int(gib * GIB)
+        with PeakMemory(relais.process.pid) as memory:
+            start_time = time.perf_counter()
+            procs = [subprocess.Popen(["curl", "-sS", "-o", "/dev/null", *auth, f"{relais.url}/files/{file_id}"]) for _ in range(args.parallel)]
+            for p in procs:
+                p.wait()
+            seconds = time.perf_counter() - start_time
+        row(f"Relais {args.parallel} downloads at once", "loopback", size * args.parallel, size * args.parallel / seconds / 1e6, memory.peak)
+        small = files_dir / "parallel.gz"
+        make_file(small, 256 * 1024 * 1024)
+        with PeakMemory(relais.process.pid) as memory:
+            start_time = time.perf_counter()
+            threads = [threading.Thread(target=relais.tus_upload, args=(relais.url, auth, small, f"parallel-{i}.gz")) for i in range(args.parallel)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            seconds = time.perf_counter() - start_time
+        row(f"Relais {args.parallel} tus uploads at once", "loopback", small.stat().st_size * args.parallel,
+            small.stat().st_size * args.parallel / seconds / 1e6, memory.peak)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        (work / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"\nresults: {work / 'results.json'}")
+        for folder in ("relais-data", "plain", "bare", "copyparty-share"):
+            shutil.rmtree(work / folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

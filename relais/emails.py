@@ -1,0 +1,51 @@
+"""E-mail texts: Jinja2 templates in ``templates/email/``, in the recipient's language.
+
+Each mail is three templates: ``<name>.subject.txt``, ``<name>.txt`` (plain text, the link
+spelled out) and ``<name>.html`` (a button plus the same link written out, for mail programs
+that block buttons). Only the HTML is auto-escaped.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from babel.dates import format_datetime
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+
+from relais import clock, i18n
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), extensions=["jinja2.ext.i18n"],
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+
+    @pass_context
+    def gettext(ctx, message):
+        return i18n.translations(ctx["lang"]).gettext(message)
+
+    @pass_context
+    def ngettext(ctx, singular, plural, n):
+        return i18n.translations(ctx["lang"]).ngettext(singular, plural, n)
+
+    @pass_context
+    def when(ctx, iso: str) -> str:
+        """A date and time the recipient reads in their own language (Brussels time)."""
+        return format_datetime(clock.parse(iso), "d MMMM y, HH:mm", tzinfo="Europe/Brussels", locale=ctx["lang"])
+
+    env.install_gettext_callables(gettext, ngettext, newstyle=True)
+    env.globals["when"] = when
+    return env
+
+
+def render(name: str, lang: str, **context) -> tuple[str, str, str]:
+    """(subject, text, html) of mail ``name`` in ``lang``."""
+    env = environment()
+    context = {**context, "lang": lang}
+    subject = " ".join(env.get_template(f"{name}.subject.txt").render(context).split())
+    return subject, env.get_template(f"{name}.txt").render(context), env.get_template(f"{name}.html").render(context)

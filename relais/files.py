@@ -1,0 +1,256 @@
+"""Stored files: limits, and a file's life in the database from its first byte to its shredding.
+
+The bytes live in :mod:`relais.storage` (encrypted segments under ``data/files/``, random names);
+this module owns the ``files`` table. A file is created in state ``uploading`` and becomes visible
+(listed, downloadable) only in the one transaction that marks it ``complete`` with its size and
+SHA-256, so a crash at any moment leaves an invisible upload or the whole file, never a listed
+partial one. Deleting removes the row, and with it the wrapped key, before the data file
+(crypto-shredding): once that commits, the ciphertext left anywhere (a backup, a disk block) is noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from relais import audit, clock, settings, storage
+from relais.db import Database
+# The rules live in relais.file_rules; they are used (and imported by callers) through this module.
+from relais.file_rules import (  # noqa: F401
+    ALLOWED, REASONS, FileRefused, check_content, check_type, clean_name, extension,
+)
+
+UPLOAD_HOURS = 24
+HEAD_BYTES = 4096  # how much of a file's start the content check reads
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    owner_id: int
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+    storage_name: str
+    state: str
+    created_at: str
+    completed_at: str | None
+
+    @classmethod
+    def from_row(cls, row: dict) -> StoredFile:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+# -- limits: checked before a byte is stored ------------------------------------------------------
+
+def limits(database: Database) -> tuple[int, int]:
+    """(largest file in bytes, most files per account), from the settings."""
+    conn = database.conn  # this thread's connection
+    return settings.get(conn, "max_file_size_mib") * 1024 * 1024, settings.get(conn, "max_files_per_account")
+
+
+def check_new(database: Database, owner_id: int, raw_name: str, length: int | None) -> tuple[str, str]:
+    """Check name, type, size and count before a byte is stored; returns (name, media type)."""
+    name = clean_name(raw_name)
+    media_type = check_type(name)
+    max_size, max_count = limits(database)
+    if length is not None and length <= 0:
+        raise FileRefused("empty_file")
+    if length is not None and length > max_size:
+        raise FileRefused("too_large", limit=max_size // (1024 * 1024))
+    count = database.scalar("SELECT count(*) FROM files WHERE owner_id = ?", [owner_id])
+    if count >= max_count:
+        raise FileRefused("too_many", limit=max_count)
+    return name, media_type
+
+
+# -- life of a file ------------------------------------------------------------------------------
+
+def data_path(files_dir: Path, stored: StoredFile | dict) -> Path:
+    storage_name = stored["storage_name"] if isinstance(stored, dict) else stored.storage_name
+    return Path(files_dir) / storage_name
+
+
+def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, name: str, media_type: str,
+          upload: dict | None = None, who: audit.Who = audit.SYSTEM) -> tuple[str, storage.SegmentWriter]:
+    """Create an invisible file (state 'uploading') and its open writer; returns (file id, writer).
+
+    ``upload`` (id, session_hash, length) also creates the tus ``uploads`` row, and its audit event,
+    in the same transaction.
+    The data file is created before the row: a crash in between leaves an unlisted file without a key.
+    """
+    file_id, storage_name, key = secrets.token_hex(16), secrets.token_hex(16), storage.new_file_key()
+    path = Path(files_dir) / storage_name
+    writer = storage.SegmentWriter.create(path, key, file_id)
+    now, expires = clock.now_iso(), clock.in_(timedelta(hours=UPLOAD_HOURS))
+
+    def insert(db):
+        db.execute(
+            "INSERT INTO files (id, owner_id, name, media_type, wrapped_key, storage_name, state, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?)",
+            [file_id, owner_id, name, media_type, storage.wrap_key(master, key, file_id), storage_name, now, expires],
+        )
+        if upload is not None:
+            db.execute(
+                "INSERT INTO uploads (id, file_id, owner_id, session_hash, length, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [upload["id"], file_id, owner_id, upload["session_hash"], upload["length"], now, expires],
+            )
+            audit.record(db, who, "upload.start", file_id, name=name, length=upload["length"])
+
+    try:
+        database.write(insert)
+    except BaseException:
+        writer.abort()
+        raise
+    return file_id, writer
+
+
+def file_key(master: bytes, row: dict) -> bytes:
+    return storage.unwrap_key(master, row["wrapped_key"], row["id"])
+
+
+def head_bytes(master: bytes, files_dir: Path, row: dict, size: int) -> bytes:
+    return b"".join(storage.read_range(data_path(files_dir, row), file_key(master, row), row["id"], 0, min(size, HEAD_BYTES)))
+
+
+def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who, file_id: str,
+             writer: storage.SegmentWriter | None, expected_length: int | None = None) -> StoredFile:
+    """Finish the data file, check its content, then make it visible in one transaction.
+
+    ``writer`` None means the data file was already finished (a crash came between finish and
+    commit): its size and SHA-256 are read back. Refused or vanished files are discarded.
+    """
+    row = database.query_one("SELECT * FROM files WHERE id = ?", [file_id])
+    if row is None or row["state"] != "uploading":
+        if writer is not None:
+            writer.abort()
+        raise FileRefused("incomplete")
+    path = data_path(files_dir, row)
+    if writer is not None:
+        size, sha256 = writer.finish()
+    else:
+        hasher = hashlib.sha256()
+        for block in storage.read_range(path, file_key(master, row), file_id):
+            hasher.update(block)
+        size, sha256 = storage.plaintext_size(path), hasher.hexdigest()
+    try:
+        if expected_length is not None and size != expected_length:
+            raise FileRefused("incomplete")
+        if size == 0:
+            raise FileRefused("empty_file")
+        check_content(row["name"], head_bytes(master, files_dir, row, size))
+    except FileRefused:
+        discard(database, files_dir, file_id)
+        raise
+
+    def commit(db):
+        changed = db.execute(
+            "UPDATE files SET state = 'complete', size = ?, sha256 = ?, completed_at = ?, expires_at = NULL"
+            " WHERE id = ? AND state = 'uploading'", [size, sha256, clock.now_iso(), file_id],
+        ).rowcount
+        if changed != 1:  # purged or terminated meanwhile
+            raise FileRefused("incomplete")
+        db.execute("DELETE FROM uploads WHERE file_id = ?", [file_id])
+        audit.record(db, who, "file.upload", file_id, name=row["name"], size=size, sha256=sha256)
+
+    try:
+        database.write(commit)
+    except FileRefused:
+        discard(database, files_dir, file_id)
+        raise
+    return get(database, row["owner_id"], file_id)
+
+
+def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | None = None, action: str = "") -> None:
+    """Remove an unfinished or refused file: its row (and key) first, then its data."""
+    row = database.query_one("SELECT storage_name FROM files WHERE id = ? AND state = 'uploading'", [file_id])
+    if row is None:
+        return
+
+    def delete(db):
+        db.execute("DELETE FROM files WHERE id = ? AND state = 'uploading'", [file_id])
+        if action:
+            audit.record(db, who or audit.SYSTEM, action, file_id)
+
+    database.write(delete)
+    storage.shred_file(data_path(files_dir, row))
+
+
+def get(database: Database, owner_id: int, file_id: str) -> StoredFile | None:
+    """A complete file of this owner, or None (someone else's file is as absent as a missing one)."""
+    row = database.query_one("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'", [file_id, owner_id])
+    return StoredFile.from_row(row) if row else None
+
+
+def key_of(database: Database, master: bytes, stored: StoredFile) -> bytes:
+    row = database.query_one("SELECT id, wrapped_key FROM files WHERE id = ?", [stored.id])
+    if row is None:
+        raise storage.StorageError("file was deleted")
+    return file_key(master, row)
+
+
+def list_files(database: Database, owner_id: int) -> list[StoredFile]:
+    rows = database.query(
+        # Files attached to a share belong to it now: they are listed, and deleted, with the share.
+        "SELECT * FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
+        " ORDER BY completed_at DESC, id", [owner_id]
+    )
+    return [StoredFile.from_row(row) for row in rows]
+
+
+def delete(database: Database, files_dir: Path, who: audit.Who, owner_id: int, file_id: str) -> bool:
+    """Crypto-shred a complete file: the row with its wrapped key goes first, then the data file."""
+    stored = get(database, owner_id, file_id)
+    if stored is None:
+        return False
+
+    def remove(db):
+        db.execute("DELETE FROM files WHERE id = ?", [file_id])
+        audit.record(db, who, "file.delete", file_id, name=stored.name, size=stored.size, sha256=stored.sha256)
+
+    database.write(remove)
+    storage.shred_file(data_path(files_dir, stored))
+    return True
+
+
+def purge_orphans(database: Database, files_dir: Path, older_than: timedelta = timedelta(hours=UPLOAD_HOURS)) -> int:
+    """Delete data files that no row names (a crash between creating the file and its row, or
+    between deleting a row and its file). Young ones are left: their row may be on its way."""
+    known = {r["storage_name"] for r in database.query("SELECT storage_name FROM files")}
+    cutoff = (clock.now() - older_than).timestamp()
+    removed = 0
+    for path in Path(files_dir).iterdir():
+        base = path.name.split(".")[0]
+        if base not in known and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def check_disk(database: Database, files_dir: Path) -> list[str]:
+    """Database against disk, for ``verify``: every stored file has its data file with the size
+    the database says, and every data file belongs to a row. Reads headers and lengths only."""
+    problems = []
+    known = set()
+    for row in database.query("SELECT id, storage_name, state, size FROM files"):
+        known.add(row["storage_name"])
+        path = Path(files_dir) / row["storage_name"]
+        if not path.exists():
+            problems.append(f"file {row['id']} ({row['state']}): its data file is missing")
+        elif row["state"] == "complete":
+            try:
+                size = storage.plaintext_size(path)
+            except storage.StorageError as exc:
+                problems.append(f"file {row['id']}: unreadable data file ({exc})")
+                continue
+            if size != row["size"]:
+                problems.append(f"file {row['id']}: {size} bytes on disk, {row['size']} in the database")
+    for path in sorted(Path(files_dir).iterdir()):
+        if path.name.split(".")[0] not in known:
+            problems.append(f"data file {path.name} belongs to no file (python app.py purge removes it)")
+    return problems

@@ -1,0 +1,185 @@
+"""E-mail through a transactional outbox: a message is a row first, and is sent after.
+
+Queuing a mail is part of the same transaction as the change it reports (a share created, a
+file received), so there is never a share without its mail or a mail about nothing. A sender
+thread works through the ``outbox`` table: a failed send is retried with growing delays and
+never dropped; a message is marked sent only once the SMTP server has accepted it. Every
+message carries a fixed Message-ID, so a retry after a crash at the worst moment (accepted but
+not yet marked) can be recognised as a duplicate by the receiving side.
+
+With no SMTP server configured, messages are written as ``.eml`` files to ``data/outbox/``
+and a line on the console says so: development and small installations need no mail server.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import threading
+from datetime import timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+
+from relais import audit, clock
+from relais.config import Config
+from relais.db import Database
+from relais.users import UserError, normalize_email
+
+log = logging.getLogger("relais.mail")
+
+# Seconds to wait before attempt n+1: 1 min, 2, 4, 8... capped at one hour, then hourly for ever.
+BACKOFF_START = 60
+BACKOFF_MAX = 3600
+BATCH = 20
+
+
+class MailError(ValueError):
+    """An address or header a user typed cannot go into a mail."""
+
+
+def clean_header(value: str, limit: int = 200) -> str:
+    """A header value from user input: one line, no control characters, bounded."""
+    if any(c in value for c in "\r\n\x00") or any(ord(c) < 32 and c != "\t" for c in value):
+        raise MailError("header")
+    return " ".join(value.split())[:limit]
+
+
+def address(email: str, name: str = "") -> str:
+    """A validated ``Name <addr>`` for a header; refuses anything that could add a header."""
+    try:
+        email = normalize_email(clean_header(email, 254))
+    except UserError as exc:
+        raise MailError("address") from exc
+    local, _, domain = email.partition("@")
+    return str(Address(display_name=clean_header(name), username=local, domain=domain))
+
+
+def queue(db, who: audit.Who, *, to: str, subject: str, text: str, html: str, kind: str, object: str = "",
+          language: str = "en", to_name: str = "") -> int:
+    """Add a message to the outbox (inside a write, with the change it reports)."""
+    recipient = address(to, to_name)
+    subject = clean_header(subject, 250)
+    now = clock.now_iso()
+    message_id = make_msgid(domain="relais")
+    outbox_id = db.execute(
+        "INSERT INTO outbox (created_at, kind, object, recipient, subject, body_text, body_html, language,"
+        " message_id, status, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        [now, kind, object, recipient, subject, text, html, language, message_id, now],
+    ).lastrowid
+    audit.record(db, who, "mail.queued", object, kind=kind, to=parseaddr(recipient)[1], outbox_id=outbox_id)
+    return outbox_id
+
+
+def build(row: dict, sender: str) -> EmailMessage:
+    """The MIME message for an outbox row: plain text plus an HTML alternative."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = row["recipient"]
+    message["Subject"] = row["subject"]
+    message["Date"] = format_datetime(clock.parse(row["created_at"]))
+    message["Message-ID"] = row["message_id"]
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(row["body_text"])
+    if row["body_html"]:
+        message.add_alternative(row["body_html"], subtype="html")
+    # After the body: set_content() drops every Content-* header set before it.
+    message["Content-Language"] = row["language"]
+    return message
+
+
+class Transport:
+    """Hands one message to SMTP, or writes it to data/outbox/ when no server is configured."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def send(self, message: EmailMessage, outbox_id: int) -> None:
+        config = self.config
+        if not config.smtp_host:
+            path = config.outbox_dir / f"{outbox_id:08d}.eml"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(bytes(message))
+            tmp.replace(path)  # a reader never sees half a message
+            print(f"mail to {message['To']} written to {path}", flush=True)
+            return
+        context = ssl.create_default_context(cafile=config.smtp_ca_file or None)
+        if config.smtp_tls == "tls":
+            smtp = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=30, context=context)
+        else:
+            smtp = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=30)
+        with smtp:
+            if config.smtp_tls == "starttls":
+                smtp.starttls(context=context)
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password)
+            smtp.send_message(message)
+
+
+def send_due(database: Database, transport: Transport, limit: int = BATCH) -> int:
+    """Try every message that is due; returns how many went out."""
+    now = clock.now_iso()
+    rows = database.query(
+        "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?", [now, limit]
+    )
+    sent = 0
+    for row in rows:
+        try:
+            transport.send(build(row, transport.config.mail_from), row["id"])
+        except (OSError, smtplib.SMTPException) as exc:
+            delay = min(BACKOFF_START * 2 ** row["attempts"], BACKOFF_MAX)
+            database.write(_failed, row, f"{type(exc).__name__}: {exc}"[:500], delay)
+            log.warning("mail %s to %s not sent (attempt %s): %s", row["id"], row["recipient"], row["attempts"] + 1, exc)
+        else:
+            database.write(_sent, row)
+            sent += 1
+    return sent
+
+
+def _sent(db, row: dict) -> None:
+    db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ?",
+               [clock.now_iso(), row["id"]])
+    audit.record(db, audit.SYSTEM, "mail.sent", row["object"], kind=row["kind"], outbox_id=row["id"])
+
+
+def _failed(db, row: dict, error: str, delay: int) -> None:
+    db.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+        [error, clock.in_(timedelta(seconds=delay)), row["id"]],
+    )
+    if row["attempts"] == 0:  # the first failure is worth a trace; the retries are in the row
+        audit.record(db, audit.SYSTEM, "mail.deferred", row["object"], kind=row["kind"], outbox_id=row["id"], error=error)
+
+
+class Sender:
+    """A daemon thread that sends due mail every few seconds, or at once when woken."""
+
+    def __init__(self, database: Database, transport: Transport, interval: float = 5.0):
+        self.database, self.transport, self.interval = database, transport, interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="relais-mail", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=35)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while send_due(self.database, self.transport) == BATCH:
+                    pass
+            except Exception:  # the sender must outlive any one bad message or database hiccup
+                log.exception("mail sender")
+            self._wake.wait(self.interval)
+            self._wake.clear()

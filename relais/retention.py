@@ -1,0 +1,54 @@
+"""Retention: nothing is kept longer than it must be.
+
+One function does all the purging (``python app.py purge`` and a background thread in the
+server both call it): expired sessions and login links, unfinished uploads past their 24 hours,
+data files no row names, and the files of shares that expired or were revoked (crypto-shredded).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from relais import auth, files, shares, uploads
+
+log = logging.getLogger("relais.retention")
+
+
+def purge_all(state) -> dict[str, int]:
+    database, files_dir = state.db, state.config.files_dir
+    return {
+        "sessions": database.write(auth.purge_expired),
+        "uploads": uploads.purge_expired(database, files_dir),
+        "shares": shares.purge(database, files_dir),
+        "orphans": files.purge_orphans(database, files_dir),
+    }
+
+
+class Janitor:
+    """Runs purge_all every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, state, interval: float = 600):
+        self.state, self.interval = state, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="relais-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                purged = purge_all(self.state)
+                if any(purged.values()):
+                    log.info("purged %s", purged)
+            except Exception:  # a bad row must not stop retention for good
+                log.exception("retention")
+            if self._stop.wait(self.interval):
+                return

@@ -1,0 +1,51 @@
+"""Counting failures and locking for a while: shared by logins and link passwords.
+
+A key ('account:<email>', 'ip:<address>', 'share:<id>') gathers failures; past ``threshold`` it is
+locked 1, 2, 4, 8... minutes, never longer than ``max_minutes``. Attempts made while locked are
+refused without being checked or counted, so a guesser gains nothing by hammering.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from relais import clock
+
+
+def locked_for(conn, keys: list[str]) -> int:
+    """Seconds until every key is unlocked (0: none is locked)."""
+    now = clock.now()
+    wait = 0
+    for key in keys:
+        row = conn.execute("SELECT locked_until FROM login_throttle WHERE key = ?", [key]).fetchone()
+        if row and row[0] and clock.parse(row[0]) > now:
+            wait = max(wait, math.ceil((clock.parse(row[0]) - now).total_seconds()))
+    return wait
+
+
+def count_failure(db, key: str, threshold: int, max_minutes: int) -> int:
+    """Count one failure for key (inside a write); returns the failures counted so far when this
+    one (re)locks the key, else 0."""
+    now = clock.now()
+    window = timedelta(minutes=max_minutes)
+    row = db.execute("SELECT failures, first_failure_at FROM login_throttle WHERE key = ?", [key]).fetchone()
+    failures = 1 if row is None or clock.parse(row[1]) + window < now else row[0] + 1
+    first = clock.iso(now) if failures == 1 else row[1]
+    locked_until = None
+    if failures >= threshold:
+        minutes = min(2 ** (failures - threshold), max_minutes)
+        locked_until = clock.iso(now + timedelta(minutes=minutes))
+        # Counting restarts from the lock, so the window covers the next round of attempts.
+        first = clock.iso(now)
+    db.execute(
+        "INSERT INTO login_throttle (key, failures, first_failure_at, locked_until) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, first_failure_at = excluded.first_failure_at,"
+        " locked_until = excluded.locked_until",
+        [key, failures, first, locked_until],
+    )
+    return failures if locked_until else 0
+
+
+def clear(db, key: str) -> None:
+    db.execute("DELETE FROM login_throttle WHERE key = ?", [key])

@@ -1,0 +1,144 @@
+// Relais uploader: resumable uploads (tus) with an Add button, a drop zone and a progress bar per
+// file. Texts come translated from data-msg-* attributes on #uploader; no inline script or style
+// (the Content-Security-Policy forbids both). Without this script the plain form still works.
+(function () {
+  "use strict";
+  var root = document.getElementById("uploader");
+  if (!root || !window.tus || !window.tus.isSupported) { return; }
+  var form = document.getElementById("upload-form");
+  var zone = document.getElementById("drop-zone");
+  var input = document.getElementById("uploader-input");
+  var list = document.getElementById("transfers");
+  var msg = function (name) { return root.getAttribute("data-msg-" + name) || name; };
+  root.hidden = false;
+  if (form) { form.hidden = true; }
+
+  function format(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
+  }
+
+  function bytes(n) {
+    var units = ["B", "KB", "MB", "GB", "TB"], i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
+    return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+  }
+
+  function duration(seconds) {
+    if (!isFinite(seconds)) { return "…"; }
+    seconds = Math.round(seconds);
+    if (seconds < 60) { return seconds + " s"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s"; }
+    return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+  }
+
+  function serverMessage(error) {
+    var response = error && error.originalResponse;
+    if (response && response.getStatus() >= 400 && response.getStatus() < 500 && response.getBody()) {
+      return response.getBody();
+    }
+    return error && error.message ? error.message.split(", originated")[0] : String(error);
+  }
+
+  function button(text, label, onClick) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    b.setAttribute("aria-label", text + " " + label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function add(file) {
+    var item = document.createElement("li");
+    var name = document.createElement("span");
+    var actions = document.createElement("span");
+    var bar = document.createElement("progress");
+    var status = document.createElement("span");
+    name.className = "name";
+    name.textContent = file.name;
+    status.className = "status";
+    status.textContent = msg("waiting");
+    bar.max = file.size || 1;
+    bar.value = 0;
+    bar.setAttribute("aria-label", file.name);
+    item.append(name, actions, bar, status);
+    list.appendChild(item);
+
+    var samples = [];  // [time, bytes] over the last few seconds, for speed and time left
+    var upload = new window.tus.Upload(file, {
+      endpoint: root.getAttribute("data-endpoint"),
+      headers: { "x-csrftoken": root.getAttribute("data-csrf") },
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      chunkSize: 50 * 1024 * 1024,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
+      removeFingerprintOnSuccess: true,
+      onShouldRetry: function (error, retryAttempt, options) {
+        var code = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        // A refusal (4xx) will not change by retrying; 409/423 (busy) and network errors may.
+        var retry = !(code >= 400 && code < 500 && code !== 409 && code !== 423);
+        if (retry) { say(msg("retrying")); }
+        return retry;
+      },
+      onProgress: function (sent, total) {
+        var now = Date.now();
+        samples.push([now, sent]);
+        while (samples.length > 2 && now - samples[0][0] > 5000) { samples.shift(); }
+        var first = samples[0], seconds = (now - first[0]) / 1000;
+        var speed = seconds > 0 ? (sent - first[1]) / seconds : 0;
+        bar.max = total;
+        bar.value = sent;
+        say(format(msg("speed"), { speed: bytes(speed), left: duration(speed > 0 ? (total - sent) / speed : Infinity) }));
+      },
+      onSuccess: function () {
+        bar.value = bar.max;
+        item.className = "done";
+        say(msg("done"));
+        setActions([remove]);
+        document.body.dispatchEvent(new CustomEvent("relais:uploaded"));
+      },
+      onError: function (error) {
+        item.className = "failed";
+        say(format(msg("failed"), { error: serverMessage(error) }));
+        setActions([retry, remove]);
+      }
+    });
+
+    function say(text) { status.textContent = text; }
+    function setActions(buttons) { actions.replaceChildren.apply(actions, buttons); }
+    var cancel = button(msg("cancel"), file.name, function () {
+      upload.abort(true).catch(function () {});  // true: the server deletes what it has (tus termination)
+      item.className = "failed";
+      say(msg("cancelled"));
+      setActions([remove]);
+    });
+    var retry = button(msg("retry"), file.name, function () {
+      item.className = "";
+      setActions([cancel]);
+      upload.start();
+    });
+    var remove = button(msg("remove"), file.name, function () { item.remove(); });
+    setActions([cancel]);
+
+    // The same file added again after a refresh resumes where it stopped (fingerprint in localStorage).
+    upload.findPreviousUploads().then(function (previous) {
+      if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
+      upload.start();
+    });
+  }
+
+  function addAll(files) {
+    for (var i = 0; i < files.length; i += 1) { add(files[i]); }
+  }
+
+  input.addEventListener("change", function () { addAll(input.files); input.value = ""; });
+  ["dragenter", "dragover"].forEach(function (type) {
+    zone.addEventListener(type, function (event) { event.preventDefault(); zone.classList.add("dragging"); });
+  });
+  ["dragleave", "drop"].forEach(function (type) {
+    zone.addEventListener(type, function () { zone.classList.remove("dragging"); });
+  });
+  zone.addEventListener("drop", function (event) {
+    event.preventDefault();
+    if (event.dataTransfer && event.dataTransfer.files) { addAll(event.dataTransfer.files); }
+  });
+})();

@@ -1,0 +1,69 @@
+"""My files in Chromium: drop two files on the zone, watch them upload, find them listed, download one."""
+
+from __future__ import annotations
+
+import hashlib
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import check_accessibility, login
+
+DROP = """([files]) => {
+  const transfer = new DataTransfer();
+  for (const [name, text] of files) transfer.items.add(new File([text], name, {type: "text/csv"}));
+  const zone = document.getElementById("drop-zone");
+  zone.dispatchEvent(new DragEvent("dragenter", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+  zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_drop_two_files_see_progress_then_download_one(page, server, tmp_path):
+    first = "id;value\n" + "".join(f"{i};{i * i}\n" for i in range(300_000))  # ~4 MB: several progress events
+    second = "name,comment\nÉlodie,ça va\n"
+    login(page, server)
+    page.goto(server.url + "/files")
+    expect(page.get_by_role("heading", level=1)).to_have_text("My files")
+    expect(page.locator("#upload-form")).to_be_hidden()  # the script took over from the plain form
+    check_accessibility(page)
+
+    page.evaluate(DROP, [[["measurements.csv", first], ["remarks é.csv", second]]])
+    transfers = page.locator("#transfers li")
+    expect(transfers).to_have_count(2)
+    for i in range(2):
+        expect(transfers.nth(i).locator(".status")).to_have_text("Uploaded", timeout=30_000)
+    assert page.locator("#transfers progress").evaluate_all("bars => bars.map(b => b.value / b.max)") == [1, 1]
+
+    table = page.locator("#file-list table")
+    expect(table.get_by_role("cell", name="measurements.csv", exact=True)).to_be_visible()
+    expect(table.get_by_role("cell", name="remarks é.csv", exact=True)).to_be_visible()
+    expect(table.get_by_text(hashlib.sha256(first.encode()).hexdigest())).to_be_visible()
+    check_accessibility(page)
+
+    with page.expect_download() as download:
+        table.get_by_role("link", name="Download measurements.csv").click()
+    assert download.value.suggested_filename == "measurements.csv"
+    assert open(download.value.path(), "rb").read() == first.encode()
+
+
+def test_an_upload_cut_off_resumes_after_a_refresh(page, server):
+    """The same file added again after a refresh continues the upload it began (no new creation)."""
+    drop_one = """() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["a,b\\n".repeat(500000)], "resumed.csv", {type: "text/csv", lastModified: 1700000000000}));
+      document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }"""
+    login(page, server)
+    page.goto(server.url + "/files")
+    seen = []
+    page.on("request", lambda r: "/tus/" in r.url and seen.append(r.method))
+    page.route("**/tus/*", lambda route: route.abort() if route.request.method == "PATCH" else route.continue_())
+    page.evaluate(drop_one)
+    page.wait_for_function("() => document.querySelector('#transfers li') !== null")
+    page.wait_for_timeout(500)  # the creation went through, the data did not
+    assert "POST" in seen and "PATCH" in seen
+    page.unroute("**/tus/*")
+    page.reload()
+    page.evaluate(drop_one)
+    expect(page.locator("#transfers li .status")).to_have_text("Uploaded", timeout=30_000)
+    assert seen.count("POST") == 1  # resumed the upload stored in localStorage, not a new one
+    expect(page.locator("#file-list").get_by_role("cell", name="resumed.csv", exact=True)).to_have_count(1)

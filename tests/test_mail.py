@@ -1,0 +1,202 @@
+"""The outbox: mails queued with the change they report, sent through a real SMTP server."""
+
+from __future__ import annotations
+
+import datetime
+import email
+import email.policy
+import ipaddress
+import ssl
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from relais import audit, mail
+from tests.serving import free_port
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    yield inbox
+    controller.stop()
+
+
+def use_smtp(app, port, **extra):
+    object.__setattr__(app.state.config, "smtp_host", "127.0.0.1")
+    object.__setattr__(app.state.config, "smtp_port", port)
+    object.__setattr__(app.state.config, "smtp_tls", extra.pop("tls", "none"))
+    for name, value in extra.items():
+        object.__setattr__(app.state.config, name, value)
+    return mail.Transport(app.state.config)
+
+
+def enqueue(app, to="dr.peeters@hospital.example", subject="Files for you", name=""):
+    return app.state.db.write(
+        lambda db: mail.queue(db, audit.SYSTEM, to=to, to_name=name, subject=subject, text="Hello.\nThe link: https://x",
+                              html="<p>Hello.</p>", kind="test", object="share:1", language="nl")
+    )
+
+
+def test_a_queued_mail_arrives_once_as_text_and_html(app, smtp):
+    transport = use_smtp(app, smtp.port)
+    enqueue(app, name="Dr. An Peeters")
+    assert mail.send_due(app.state.db, transport) == 1
+    assert mail.send_due(app.state.db, transport) == 0
+    [message] = smtp.messages
+    assert message["To"] == "\"Dr. An Peeters\" <dr.peeters@hospital.example>"
+    assert message["Subject"] == "Files for you" and message["Content-Language"] == "nl"
+    assert message.get_body(("plain",)).get_content().startswith("Hello.")
+    assert message.get_body(("html",)).get_content().strip() == "<p>Hello.</p>"
+    row = app.state.db.query_one("SELECT * FROM outbox")
+    assert row["status"] == "sent" and row["message_id"] == message["Message-ID"]
+    actions = [r["action"] for r in app.state.db.query("SELECT action FROM audit_log")]
+    assert actions == ["mail.queued", "mail.sent"]
+
+
+def test_smtp_down_delays_the_mail_and_it_arrives_once_when_up(app, frozen):
+    port = free_port()  # nothing listens here yet
+    transport = use_smtp(app, port)
+    enqueue(app)
+    assert mail.send_due(app.state.db, transport) == 0
+    row = app.state.db.query_one("SELECT * FROM outbox")
+    assert row["status"] == "pending" and row["attempts"] == 1 and "ConnectionRefused" in row["last_error"]
+    assert mail.send_due(app.state.db, transport) == 0  # not due again before the back-off
+    assert app.state.db.scalar("SELECT attempts FROM outbox") == 1
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        frozen.advance(seconds=61)
+        assert mail.send_due(app.state.db, transport) == 1
+        frozen.advance(hours=2)
+        assert mail.send_due(app.state.db, transport) == 0
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1
+    assert app.state.db.query_one("SELECT status, attempts FROM outbox") == {"status": "sent", "attempts": 2}
+
+
+def test_backoff_grows_and_is_capped(app, frozen):
+    transport = use_smtp(app, free_port())
+    enqueue(app)
+    delays = []
+    for _ in range(9):
+        before = frozen.moment
+        mail.send_due(app.state.db, transport)
+        due = datetime.datetime.fromisoformat(app.state.db.scalar("SELECT next_attempt_at FROM outbox"))
+        delays.append(int((due - before).total_seconds()))
+        frozen.moment = due
+    assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+    assert len([r for r in app.state.db.query("SELECT * FROM audit_log WHERE action = 'mail.deferred'")]) == 1
+
+
+def test_without_smtp_mail_goes_to_eml_files(app, config, capsys):
+    transport = mail.Transport(app.state.config)
+    enqueue(app)
+    assert mail.send_due(app.state.db, transport) == 1
+    [eml] = list(config.outbox_dir.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "dr.peeters@hospital.example"
+    assert str(eml) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "to, name, subject",
+    [
+        ("victim@hospital.example\r\nBcc: everyone@evil.example", "", "Files"),
+        ("victim@hospital.example", "Dr. X\r\nBcc: everyone@evil.example", "Files"),
+        ("victim@hospital.example", "", "Files\nBcc: everyone@evil.example"),
+        ("victim@hospital.example, other@evil.example", "", "Files"),
+        ("not an address", "", "Files"),
+    ],
+)
+def test_nothing_a_user_typed_can_add_a_header(app, to, name, subject):
+    with pytest.raises(mail.MailError):
+        enqueue(app, to=to, name=name, subject=subject)
+    assert app.state.db.scalar("SELECT count(*) FROM outbox") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM audit_log WHERE action = 'mail.queued'") == 0
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "smtp.pem", tmp_path / "smtp.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_starttls_and_login(app, tmp_path):
+    cert_file, key_file = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.login == b"relais" and auth_data.password == b"s3cret-smtp")
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=server_context,
+                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)
+    controller.start()
+    try:
+        transport = use_smtp(app, controller.port, tls="starttls", smtp_user="relais", smtp_password="s3cret-smtp",
+                             smtp_ca_file=str(cert_file))
+        enqueue(app)
+        assert mail.send_due(app.state.db, transport) == 1
+    finally:
+        controller.stop()
+    assert logins == [(b"relais", b"s3cret-smtp")] and len(inbox.messages) == 1
+
+
+def test_the_sender_thread_sends_when_woken(app, smtp):
+    transport = use_smtp(app, smtp.port)
+    sender = mail.Sender(app.state.db, transport, interval=60)
+    sender.start()
+    try:
+        enqueue(app)
+        sender.wake()
+        for _ in range(100):
+            if smtp.messages:
+                break
+            import time
+
+            time.sleep(0.05)
+    finally:
+        sender.stop()
+    assert len(smtp.messages) == 1

@@ -1,0 +1,307 @@
+"""Send files: the whole journey over HTTP with a real SMTP server, and every rule of a share."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import io
+import re
+import zipfile
+
+import pytest
+from aiosmtpd.controller import Controller
+from litestar.testing import TestClient
+
+from relais import audit, files, mail
+from tests.conftest import BASE_URL, AuthActions, audit_rows
+from tests.serving import free_port
+from tests.test_mail import Inbox
+
+CSV = b"patient_id;diagnosis;date\n" + b"".join(b"%d;C50.%d;2026-01-%02d\n" % (i, i % 10, i % 28 + 1) for i in range(5000))
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400
+
+
+def store(app, owner, name: str, content: bytes):
+    """A complete file in the owner's "My files", as the uploader leaves it."""
+    state = app.state
+    _, media_type = files.check_new(state.db, owner.id, name, len(content))
+    file_id, writer = files.begin(state.db, state.master_key, state.config.files_dir, owner.id, name, media_type)
+    writer.write(content)
+    return files.complete(state.db, state.master_key, state.config.files_dir, audit.SYSTEM, file_id, writer)
+
+
+@pytest.fixture
+def smtp(app):
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    for name, value in (("smtp_host", "127.0.0.1"), ("smtp_port", controller.port), ("smtp_tls", "none")):
+        object.__setattr__(app.state.config, name, value)
+    inbox.deliver = lambda: mail.send_due(app.state.db, mail.Transport(app.state.config))
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def guest(app):
+    with TestClient(app, base_url=BASE_URL) as browser:
+        yield browser
+
+
+def create_share(auth, file_ids, **fields):
+    data = {"recipients": "dr.peeters@hospital.example", "message": "", "language": "en", "expires_days": "30",
+            "download_limit": "", **fields}
+    return auth.client.post("/shares", data={**data, "file_ids": file_ids, "_csrf_token": auth.client.cookies["__Host-csrf"]},
+                            follow_redirects=False)
+
+
+def share_password(page: str) -> str:
+    return re.search(r'id="share-password">([^<]+)<', page).group(1)
+
+
+def unlock(browser, link: str, password: str):
+    browser.get(link)
+    return browser.post(link, data={"password": password, "_csrf_token": browser.cookies["__Host-csrf"]},
+                        follow_redirects=False)
+
+
+@pytest.fixture
+def shared(app, auth, staff):
+    """A share of two files for one recipient; returns (link, password, share id, stored files)."""
+    auth.login()
+    stored = [store(app, staff, "registry-2026.csv", CSV), store(app, staff, "pathology report.pdf", PDF)]
+    created = create_share(auth, [s.id for s in stored])
+    assert created.status_code == 201, created.text
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    share_id = app.state.db.scalar("SELECT id FROM shares")
+    return f"/s/{token}", share_password(created.text), share_id, stored
+
+
+def test_the_whole_journey_with_real_mail(app, auth, staff, smtp, guest):
+    auth.login()
+    stored = [store(app, staff, "registry-2026.csv", CSV), store(app, staff, "pathology report.pdf", PDF)]
+    created = create_share(auth, [s.id for s in stored], recipients="dr.peeters@hospital.example; lab@lab.example",
+                           message="Les données de 2026.\nBien à vous,", language="fr", expires_days="10",
+                           password_link="on")
+    assert created.status_code == 201
+    password = share_password(created.text)
+    assert re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){3}", password) and not set("01ilo") & set(password)
+    assert smtp.deliver() == 2
+    assert sorted(m["To"] for m in smtp.messages) == ["dr.peeters@hospital.example", "lab@lab.example"]
+    message = smtp.messages[0]
+    assert message["Subject"] == "Sam Staff a partagé des fichiers avec vous"
+    text = message.get_body(("plain",)).get_content()
+    assert "registry-2026.csv" in text and "Les données de 2026." in text and password not in text
+    link = re.search(r"https://relais\.test(/s/[A-Za-z0-9_-]{43})", text).group(1)
+    assert link in message.get_body(("html",)).get_content()
+
+    # The recipient: opening the link (GET, HEAD) consumes nothing; the password unlocks it.
+    assert guest.head(link).status_code == 200
+    page = guest.get(link)
+    assert page.status_code == 200 and "Access" in page.text and "terms of use" in page.text
+    assert unlock(guest, link, "wrong-pass-word-here").status_code == 401
+    assert unlock(guest, link, password).status_code == 303
+    listing = guest.get(link)
+    for s in stored:
+        assert s.name in listing.text and s.sha256 in listing.text
+    first = guest.get(f"{link}/files/{stored[0].id}")
+    assert first.content == CSV and hashlib.sha256(first.content).hexdigest() == stored[0].sha256
+    assert first.headers["content-disposition"].startswith("attachment")
+    zipped = zipfile.ZipFile(io.BytesIO(guest.get(f"{link}/zip").content))
+    assert {n: zipped.read(n) for n in zipped.namelist()} == {"registry-2026.csv": CSV, "pathology report.pdf": PDF}
+
+    # The owner gets a receipt on the first complete download of everything, once.
+    assert smtp.deliver() == 1
+    receipt = smtp.messages[-1]
+    assert receipt["To"] == staff.email and "downloaded" in receipt["Subject"]
+    detail = auth.client.get(f"/shares/{app.state.db.scalar('SELECT id FROM shares')}")
+    assert "Downloaded completely" in detail.text and "Wrong password" in detail.text and "testclient" in detail.text
+
+    # The one-time password link shows the password once.
+    password_link = re.search(r"https://relais\.test(/p/[A-Za-z0-9_-]+)", created.text).group(1)
+    with TestClient(app, base_url=BASE_URL) as colleague:
+        assert colleague.get(password_link).status_code == 200
+        colleague.head(password_link)
+        shown = colleague.post(password_link, data={"_csrf_token": colleague.cookies["__Host-csrf"]})
+        assert shown.status_code == 200 and password in shown.text
+        again = colleague.post(password_link, data={"_csrf_token": colleague.cookies["__Host-csrf"]})
+        assert again.status_code == 404 and password not in again.text
+    actions = {r["action"] for r in audit_rows(app)}
+    assert {"share.create", "mail.queued", "mail.sent", "share.password_shown", "share.access", "share.access_refused",
+            "share.download", "share.password_link_opened"} <= actions
+
+
+def test_unknown_expired_and_revoked_links_look_the_same(app, auth, frozen, shared, guest):
+    link, password, share_id, _ = shared
+    unknown = guest.get("/s/" + "A" * 43)
+    assert unknown.status_code == 404
+    frozen.advance(days=30, seconds=-1)
+    assert guest.get(link).status_code == 200
+    frozen.advance(seconds=1)
+    expired = guest.get(link)
+    assert expired.status_code == 404 and expired.text.replace(link, "") == unknown.text.replace("/s/" + "A" * 43, "")
+    assert unlock(guest, link, password).status_code == 404
+
+
+def test_revoking_shreds_the_files(app, config, auth, shared, guest):
+    link, password, share_id, stored = shared
+    assert unlock(guest, link, password).status_code == 303
+    assert auth.post(f"/shares/{share_id}/revoke").status_code == 303
+    assert guest.get(link).status_code == 404
+    assert guest.get(f"{link}/files/{stored[0].id}").status_code == 404
+    for s in stored:
+        assert not (config.files_dir / s.storage_name).exists()
+    assert app.state.db.scalar("SELECT count(*) FROM files") == 0  # the wrapped keys are gone
+
+
+def test_one_links_session_does_not_open_another(app, auth, staff, shared, guest):
+    link_a, password_a, _, _ = shared
+    other = store(app, staff, "other.csv", b"a;b\n1;2\n")
+    create_share(auth, [other.id])
+    token_b = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query("SELECT body_text FROM outbox ORDER BY id")[-1]["body_text"]).group(1)
+    assert unlock(guest, link_a, password_a).status_code == 303
+    assert guest.get(f"/s/{token_b}/files/{other.id}").status_code == 404
+    assert unlock(guest, f"/s/{token_b}", password_a).status_code == 401
+
+
+def test_download_limit_and_partial_downloads(app, auth, staff, guest):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], download_limit="1")
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    link = f"/s/{token}"
+    unlock(guest, link, share_password(created.text))
+    partial = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-99"})
+    assert partial.status_code == 206 and partial.content == CSV[:100]
+    resumed = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=100-"})
+    assert resumed.status_code == 206 and resumed.content == CSV[100:]
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # ranges don't count
+    assert guest.get(f"{link}/files/{stored.id}").content == CSV
+    refused = guest.get(f"{link}/files/{stored.id}")
+    assert refused.status_code == 410 and "limit" in refused.text
+
+
+def test_delete_after_the_first_complete_download(app, config, auth, staff, guest):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], delete_after_download="on")
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    link = f"/s/{token}"
+    unlock(guest, link, share_password(created.text))
+    guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-9"})
+    assert (config.files_dir / stored.storage_name).exists()
+    assert guest.get(f"{link}/files/{stored.id}").content == CSV
+    assert not (config.files_dir / stored.storage_name).exists()
+    assert guest.get(link).status_code == 404
+    assert audit_rows(app, "share.delete_after_download")
+
+
+def test_wrong_passwords_slow_down_then_lock_the_link_and_tell_the_owner(app, auth, staff, frozen, shared, guest, smtp):
+    link, password, share_id, _ = shared
+    smtp.deliver()
+    answers = []
+    for _ in range(10):
+        answers.append(unlock(guest, link, "not-the-password").status_code)
+        frozen.advance(minutes=16)
+    assert answers[:2] == [401, 401] and 401 in answers[2:]
+    assert guest.get(link).status_code == 404  # locked: the right password no longer helps
+    assert unlock(guest, link, password).status_code == 404
+    assert smtp.deliver() == 1 and smtp.messages[-1]["To"] == staff.email and "locked" in smtp.messages[-1]["Subject"]
+    assert audit_rows(app, "share.locked")
+
+
+def test_waiting_between_wrong_passwords(app, frozen, shared, guest):
+    link, password, _, _ = shared
+    for _ in range(3):
+        unlock(guest, link, "not-the-password")
+    waiting = unlock(guest, link, password)
+    assert waiting.status_code == 429 and "Try again in 1 minute" in waiting.text
+    frozen.advance(minutes=1, seconds=1)
+    assert unlock(guest, link, password).status_code == 303
+
+
+def test_opening_the_link_changes_nothing(app, shared, guest):
+    link, _, share_id, _ = shared
+    for _ in range(3):
+        guest.get(link)
+        guest.head(link)
+    assert app.state.db.scalar("SELECT count(*) FROM share_events") == 0
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"recipients": "victim@hospital.example\r\nBcc: all@evil.example"}, "not a valid e-mail"),
+        ({"recipients": ""}, "at least one recipient"),
+        ({"recipients": ",".join(f"r{i}@x.example" for i in range(21))}, "At most 20"),
+        ({"expires_days": "31"}, "from 1 to 30 days"),
+        ({"expires_days": "0"}, "from 1 to 30 days"),
+        ({"expires_days": "soon"}, "from 1 to 30 days"),
+        ({"download_limit": "-1"}, "download limit"),
+        ({"language": "es"}, "language"),
+        ({"message": "x" * 5001}, "5,000"),
+        ({"password": "password1234"}, "too common"),
+    ],
+)
+def test_bad_shares_are_refused_and_nothing_is_written(app, auth, staff, fields, message):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    response = create_share(auth, [stored.id], **fields)
+    assert response.status_code == 400 and message in response.text
+    assert app.state.db.scalar("SELECT count(*) FROM shares") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM outbox") == 0
+
+
+def test_someone_elses_files_cannot_be_shared(app, auth, make_user, staff):
+    other = make_user(email="other@registry.example")
+    theirs = store(app, other, "theirs.csv", CSV)
+    auth.login()
+    response = create_share(auth, [theirs.id])
+    assert response.status_code == 400 and "no longer available" in response.text
+
+
+def test_a_typed_password_works(app, auth, staff, guest):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    create_share(auth, [stored.id], password="lighthouse cobalt meadow")
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    assert unlock(guest, f"/s/{token}", "lighthouse cobalt meadow").status_code == 303
+
+
+def test_only_the_owner_and_admins_see_a_share(app, client, shared, make_user):
+    _, _, share_id, _ = shared
+    make_user(email="colleague@registry.example")
+    make_user(email="boss@registry.example", role="admin")
+    colleague = AuthActions(client)
+    colleague.logout()
+    colleague.login(email="colleague@registry.example")
+    assert client.get(f"/shares/{share_id}").status_code == 404
+    assert colleague.post(f"/shares/{share_id}/delete").status_code == 404
+    assert share_id not in client.get("/shares").text
+    colleague.logout()
+    colleague.login(email="boss@registry.example")
+    assert client.get(f"/shares/{share_id}").status_code == 200
+
+
+def test_extend_within_the_limit(app, auth, frozen, shared):
+    _, _, share_id, _ = shared
+    frozen.advance(days=10)
+    auth.login()  # the staff session has long timed out
+    assert auth.post(f"/shares/{share_id}/extend", {"days": "20"}).headers["location"].endswith("notice=extended")
+    assert auth.post(f"/shares/{share_id}/extend", {"days": "21"}).headers["location"].endswith("error=extend")
+    assert app.state.db.scalar("SELECT expires_at FROM shares").startswith("2026-12-24T09:00")
+
+
+def test_deleting_a_share_shreds_its_files(app, config, auth, shared):
+    _, _, share_id, stored = shared
+    assert auth.post(f"/shares/{share_id}/delete").status_code == 303
+    assert app.state.db.scalar("SELECT count(*) FROM files") == 0
+    assert all(not (config.files_dir / s.storage_name).exists() for s in stored)
+    assert "The files have been deleted" in auth.client.get(f"/shares/{share_id}").text
+
+
+def test_shared_files_leave_my_files(app, auth, shared):
+    _, _, _, stored = shared
+    page = auth.client.get("/files")
+    assert all(s.name not in page.text for s in stored)

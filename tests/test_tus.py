@@ -1,0 +1,135 @@
+"""tus against a real server process, with tuspy (a tus client written by others).
+
+Upload, cut a PATCH off mid-body, resume; kill the server (SIGKILL) mid-upload, start it again on
+the same data folder and port, resume; each time the downloaded bytes and SHA-256 must match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import socket
+import time
+
+import pytest
+import requests
+from tusclient.client import TusClient
+
+from tests.serving import Server
+
+EMAIL, PASSWORD = "tus@registry.example", "violet tugboat marmalade"
+MIB = 1024 * 1024
+GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("tus") / "data")
+    srv.command("create-admin", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def login(server) -> dict:
+    """Headers of a logged-in staff session. Cookies are set by hand: they are Secure (__Host-),
+    and Python's cookie jar would not send them over the test's plain http."""
+    csrf = requests.get(server.url + "/login", timeout=10).cookies["__Host-csrf"]
+    response = requests.post(server.url + "/login", data={"email": EMAIL, "password": PASSWORD, "_csrf_token": csrf},
+                             headers={"Cookie": f"__Host-csrf={csrf}"}, allow_redirects=False, timeout=10)
+    session = response.cookies["__Host-relais_session"]
+    return {"Cookie": f"__Host-csrf={csrf}; __Host-relais_session={session}", "x-csrftoken": csrf}
+
+
+def offset(server, headers, url) -> int:
+    response = requests.head(url, headers={**headers, "Tus-Resumable": "1.0.0"}, timeout=30)
+    assert response.status_code == 200, response.status_code
+    return int(response.headers["upload-offset"])
+
+
+def send_part_then_drop(server, headers, url, at: int, data: bytes, declared: int) -> None:
+    """A PATCH that announces ``declared`` bytes, sends ``data`` and closes the connection."""
+    head = (f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Tus-Resumable: 1.0.0\r\nUpload-Offset: {at}\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {declared}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head.encode("latin-1") + data)
+        time.sleep(0.3)
+
+
+def download(server, headers, name) -> bytes:
+    page = requests.get(server.url + "/files", headers=headers, timeout=10).text
+    file_id = page.split(f"Download<span class=\"visually-hidden\"> {name}")[0].rsplit('href="/files/', 1)[1].split('"')[0]
+    response = requests.get(f"{server.url}/files/{file_id}", headers=headers, timeout=30)
+    assert response.status_code == 200
+    return response.content
+
+
+def test_upload_cut_off_mid_request_then_resume(server):
+    headers = login(server)
+    data = GZIP + os.urandom(9 * MIB + 12345)
+    client = TusClient(server.url + "/tus/", headers=headers)
+    uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=2 * MIB, metadata={"filename": "cut.csv.gz"},
+                               upload_checksum=True)
+    uploader.upload_chunk()  # 2 MiB, with a checksum (sha1) checked before it is stored
+    assert offset(server, headers, uploader.url) == 2 * MIB
+
+    sent = 3 * MIB + 777  # the connection drops 3 MiB and a bit into a PATCH announcing the rest
+    send_part_then_drop(server, headers, uploader.url, 2 * MIB, data[2 * MIB : 2 * MIB + sent], len(data) - 2 * MIB)
+    deadline = time.monotonic() + 10
+    while offset(server, headers, uploader.url) != 2 * MIB + sent and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert offset(server, headers, uploader.url) == 2 * MIB + sent  # what arrived was kept
+
+    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
+    assert resumed.offset == 2 * MIB + sent
+    resumed.upload()
+    got = download(server, headers, "cut.csv.gz")
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+
+
+def test_server_killed_mid_upload_then_restarted(server):
+    headers = login(server)
+    data = GZIP + os.urandom(12 * MIB + 4321)
+    client = TusClient(server.url + "/tus/", headers=headers)
+    uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "killed.csv.gz"})
+    uploader.upload_chunk()
+
+    # Halfway through the next PATCH the process dies without a chance to clean up.
+    head_and_part = 5 * MIB
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        path = uploader.url.removeprefix(server.url)
+        sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {3 * MIB}\r\n"
+                      f"Content-Type: application/offset+octet-stream\r\nContent-Length: {len(data) - 3 * MIB}\r\n"
+                      + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode("latin-1"))
+        sock.sendall(data[3 * MIB : 3 * MIB + head_and_part])
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=10)
+    server.start()  # same data folder, same port
+
+    after = offset(server, headers, uploader.url)  # the session and the upload survived the restart
+    assert 3 * MIB <= after <= 8 * MIB
+    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
+    assert resumed.offset == after
+    resumed.upload()
+    got = download(server, headers, "killed.csv.gz")
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+
+
+def test_another_session_cannot_see_or_resume_an_upload(server):
+    mine, other = login(server), login(server)
+    client = TusClient(server.url + "/tus/", headers=mine)
+    uploader = client.uploader(file_stream=io.BytesIO(b"a,b\n" * 1000), chunk_size=1000, metadata={"filename": "mine.csv"})
+    uploader.upload_chunk()
+    tus = {"Tus-Resumable": "1.0.0"}
+    assert requests.head(uploader.url, headers={**other, **tus}, timeout=10).status_code == 404
+    patch = requests.patch(uploader.url, data=b"x", timeout=10, headers={
+        **other, **tus, "Upload-Offset": "1000", "Content-Type": "application/offset+octet-stream"})
+    assert patch.status_code == 404
+    assert requests.delete(uploader.url, headers={**other, **tus}, timeout=10).status_code == 404
+    assert offset(server, mine, uploader.url) == 1000
+    assert requests.delete(uploader.url, headers={**mine, **tus}, timeout=10).status_code == 204
+    assert requests.head(uploader.url, headers={**mine, **tus}, timeout=10).status_code == 404

@@ -1,0 +1,221 @@
+"""A staff member's own files: the "My files" page, its htmx list, delete, and the no-JavaScript upload.
+
+The form upload is streamed through the ``multipart`` package's push parser straight into the
+encrypted store, never through Litestar's form parser (which spools each file to a temporary file
+and would hold the whole body before the handler runs). For the same reason the route is excluded
+from Litestar's CSRF middleware, which parses the whole multipart body when the token is not in
+a header (and a plain form cannot send headers): the token is checked here instead, with the same
+HMAC, and it must arrive as the first field, before any byte of a file is accepted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+
+from anyio import to_thread
+from babel.numbers import format_decimal
+from litestar import Request, Router, get, post
+from litestar.exceptions import InternalServerException, NotFoundException
+from litestar.middleware.csrf import CSRF_SECRET_LENGTH, generate_csrf_hash
+from litestar.response import Redirect, Template
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
+
+from relais import files
+from relais.i18n import N_
+from views import common, downloads, streaming
+
+log = logging.getLogger("relais")
+
+NOTICES = {
+    "uploaded": N_("Your files were uploaded."),
+    "deleted": N_("The file was deleted. It can no longer be recovered."),
+}
+
+
+class _FormProblem(Exception):
+    def __init__(self, status: int, message: str, **variables):
+        super().__init__(message)
+        self.status, self.message, self.variables = status, message, variables
+
+
+def human_size(lang: str, size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{format_decimal(size, format='#,##0.#', locale=lang)} {unit}"
+        size /= 1000
+
+
+def _page(request: Request, status: int = 200, error: str = "", partial: bool = False) -> Template:
+    user = common.current_user(request)
+    template = "files/_list.html" if partial else "files/page.html"
+    notice = request.query_params.get("notice", "")
+    return common.render(
+        request, template, status_code=status, files=files.list_files(common.db(request), user.id), error=error,
+        notice=NOTICES.get(notice, ""), size=functools.partial(human_size, common.lang(request)),
+        max_size=files.limits(common.db(request))[0],
+    )
+
+
+@get("/", name="files", guards=[common.requires_staff], sync_to_thread=True)
+def show_files(request: Request) -> Template:
+    """The page, or for htmx (after an upload completes) only the list."""
+    return _page(request, partial=bool(request.headers.get("hx-request")))
+
+
+@post("/{file_id:str}/delete", guards=[common.requires_staff], sync_to_thread=True)
+def delete_file(request: Request, file_id: str) -> Template | Redirect:
+    user = common.current_user(request)
+    if not files.delete(common.db(request), request.app.state.config.files_dir, common.who(request), user.id, file_id):
+        raise NotFoundException()
+    if request.headers.get("hx-request"):
+        return _page(request, partial=True)
+    return Redirect("/files?notice=deleted", status_code=303)
+
+
+def _token_ok(request: Request, token: str) -> bool:
+    """Litestar's double-submit check: form token and cookie both signed by our secret, same value."""
+    config = request.app.csrf_config  # the same secret and cookie as Litestar's CSRF middleware
+    secret = config.secret
+
+    def decode(value: str | None) -> bytes | None:
+        if not value or len(value) <= CSRF_SECRET_LENGTH:
+            return None
+        raw, signature = value[:CSRF_SECRET_LENGTH], value[CSRF_SECRET_LENGTH:]
+        expected = generate_csrf_hash(raw, secret)
+        # bytes, not str: compare_digest refuses non-ASCII text, and the token comes from the client
+        return raw.encode() if hmac.compare_digest(signature.encode(), expected.encode()) else None
+
+    ours, theirs = decode(request.cookies.get(config.cookie_name)), decode(token)
+    return ours is not None and theirs is not None and hmac.compare_digest(ours, theirs)
+
+
+# No fixed body limit: each file in the body is held to the size setting as it streams in.
+@post("/upload", guards=[common.requires_staff], opt={"exclude_from_csrf": True}, request_max_body_size=None)
+async def upload_form(request: Request) -> Template | Redirect:
+    """The form upload for browsers without JavaScript; same rules as tus, nothing kept of a refused file."""
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != "multipart/form-data" or not options.get("boundary"):
+        return await _run(_page, request, 400, common.gettext(request, "Choose a file to upload."))
+    try:
+        count = await _receive_form(request, options["boundary"])
+    except _FormProblem as problem:
+        message = common.gettext(request, problem.message, **problem.variables)
+        return await _run(_page, request, problem.status, message)
+    if count == 0:
+        return await _run(_page, request, 400, common.gettext(request, "Choose a file to upload."))
+    return Redirect("/files?notice=uploaded", status_code=303)
+
+
+async def _run(fn, *args):
+    return await to_thread.run_sync(functools.partial(fn, *args))
+
+
+STALE_FORM = N_("This form was open too long or came from another site. Reload the page and try again.")
+
+
+class _FormReceiver:
+    """Feeds the push parser's events into the store: one part at a time, one file open at a time."""
+
+    def __init__(self, request: Request, max_size: int):
+        state = request.app.state
+        self.request, self.max_size = request, max_size
+        self.database, self.master, self.files_dir = state.db, state.master_key, state.config.files_dir
+        self.user, self.who = common.current_user(request), common.who(request)
+        self.token: bytearray | None = None  # the _csrf_token part being read
+        self.token_checked = False
+        self.current: dict | None = None  # the file part being stored
+        self.stored = 0
+
+    async def start_part(self, part: MultipartSegment) -> None:
+        if part.name == "_csrf_token" and part.filename is None and not self.token_checked:
+            self.token = bytearray()
+        elif part.filename is not None:
+            if not self.token_checked:  # a file before a valid token: refused before a byte is stored
+                raise _FormProblem(403, STALE_FORM)
+            if part.filename:  # a file input left empty sends a part without a name: nothing to store
+                name, media_type = await _run(files.check_new, self.database, self.user.id, part.filename, None)
+                file_id, writer = await _run(files.begin, self.database, self.master, self.files_dir, self.user.id,
+                                             name, media_type)
+                self.current = {"id": file_id, "writer": writer, "block": bytearray(), "size": 0,
+                                "pipeline": streaming.Pipeline(writer.write)}
+
+    async def data(self, chunk) -> None:
+        if self.token is not None:
+            self.token += chunk
+            if len(self.token) > 512:
+                raise _FormProblem(400, N_("The request could not be understood. Go back and try again."))
+        elif self.current is not None:  # other fields are ignored
+            current = self.current
+            current["size"] += len(chunk)
+            if current["size"] > self.max_size:
+                raise files.FileRefused("too_large", limit=self.max_size // (1024 * 1024))
+            current["block"] += chunk
+            if len(current["block"]) >= streaming.BLOCK:  # encrypted and written off the event loop
+                await current["pipeline"].write(current["block"])
+                current["block"] = bytearray()
+
+    async def end_part(self) -> None:
+        if self.token is not None:
+            self.token_checked = _token_ok(self.request, self.token.decode("ascii", "replace"))
+            self.token = None
+            if not self.token_checked:
+                raise _FormProblem(403, STALE_FORM)
+        elif self.current is not None:
+            current, self.current = self.current, None
+            try:
+                if current["block"]:
+                    await current["pipeline"].write(current["block"])
+                await current["pipeline"].drain()
+                await _run(files.complete, self.database, self.master, self.files_dir, self.who, current["id"],
+                           current["writer"])
+            except BaseException:
+                self.current = current  # so that abort() removes it
+                raise
+            self.stored += 1
+
+    async def abort(self) -> None:
+        """Refused, cut off or failed mid-file: nothing of that file stays."""
+        if self.current is not None:
+            try:
+                await self.current["pipeline"].drain()  # never close the writer under a running write
+            except Exception:
+                pass  # the error that brought us here is being reported already
+            self.current["writer"].close()
+            await _run(files.discard, self.database, self.files_dir, self.current["id"])
+            self.current = None
+
+
+async def _receive_form(request: Request, boundary: str) -> int:
+    """Parse the body as it arrives; returns how many files were stored."""
+    receiver = _FormReceiver(request, (await _run(files.limits, request.app.state.db))[0])
+    parser = PushMultipartParser(boundary, max_segment_count=1000)
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            for event in parser.parse(chunk):
+                if isinstance(event, MultipartSegment):
+                    await receiver.start_part(event)
+                elif event is None:
+                    await receiver.end_part()
+                else:
+                    await receiver.data(event)
+        parser.close()  # raises if the body ended before the closing boundary
+    except files.FileRefused as exc:
+        raise _FormProblem(413 if exc.reason == "too_large" else 400, files.REASONS[exc.reason], **exc.variables) from None
+    except (MultipartError, InternalServerException):  # malformed, or the client went away
+        raise _FormProblem(400, files.REASONS["incomplete"]) from None
+    except OSError:
+        log.exception("form upload failed")
+        raise _FormProblem(507, N_("The server could not store the data (disk full?). Try again later.")) from None
+    finally:
+        await receiver.abort()
+    if not receiver.token_checked:
+        raise _FormProblem(403, STALE_FORM)
+    return receiver.stored
+
+
+routes = [Router(path="/files", route_handlers=[show_files, upload_form, delete_file, downloads.download_zip,
+                                                  downloads.download_file])]

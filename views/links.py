@@ -1,0 +1,152 @@
+"""The recipient's pages: a share's link (/s/...) and a one-time password link (/p/...).
+
+No account here: the link token in the URL plus the password make the key. GET and HEAD only
+show a form, so a mail scanner that follows the link neither uses it nor counts as a download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+from anyio import to_thread
+from litestar import Request, Router, post, route
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Response, Template
+
+from relais import links, shares, terms
+from views import common, downloads
+from views.auth import FORM
+from views.files import human_size
+
+
+@dataclass
+class UnlockForm:
+    password: str = ""
+
+
+def _cookie_name(token: str) -> str:
+    # One cookie per link, so two shares open in one browser don't push each other out;
+    # named by a hash so the cookie jar never holds the link token itself.
+    return "__Host-relais_link_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def _invalid(request: Request) -> Template:
+    """Unknown, expired, revoked, locked or deleted: the same page, so a guess learns nothing."""
+    return common.render(request, "links/invalid.html", status_code=404)
+
+
+def _files_page(request: Request, token: str, share: shares.Share) -> Template:
+    database = common.db(request)
+    owner = database.query_one("SELECT name, email FROM users WHERE id = ?", [share.owner_id])
+    return common.render(
+        request, "links/files.html", token=token, share=share, owner=owner,
+        files=shares.share_files(database.conn, share.id), size=lambda n: human_size(common.lang(request), n),
+        left={f.id: links.downloads_left(database, share, f.id) for f in shares.share_files(database.conn, share.id)},
+    )
+
+
+def _password_page(request: Request, token: str, status: int = 200, error: str = "") -> Template:
+    current = terms.current(common.db(request).conn, common.lang(request))
+    return common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
+
+
+@route("/s/{token:str}", http_method=["GET", "HEAD"], name="link", sync_to_thread=True)
+def open_link(request: Request, token: str) -> Template:
+    share = links.session_share(common.db(request), token, request.cookies.get(_cookie_name(token)))
+    if share is not None:
+        return _files_page(request, token, share)
+    if links.find_open(common.db(request), token) is None:
+        return _invalid(request)
+    return _password_page(request, token)
+
+
+@post("/s/{token:str}", sync_to_thread=True)
+def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, FORM]) -> Template | Redirect:
+    """The password and the Access button; accepting the terms is recorded with the access."""
+    state = request.app.state
+    result = links.unlock(state.db, state.hasher, common.who(request), token, data.password, state.config.base_url)
+    if result.outcome is links.Unlock.OK:
+        response = Redirect(f"/s/{token}", status_code=303)
+        response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
+                            httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
+        return response
+    if links.find_open(state.db, token) is None:
+        return _invalid(request)
+    if result.outcome is links.Unlock.WAIT:
+        minutes = max(1, math.ceil(result.retry_after / 60))
+        message = common.ngettext(request, "Too many wrong passwords. Try again in %(num)s minute.",
+                                  "Too many wrong passwords. Try again in %(num)s minutes.", minutes)
+        return _password_page(request, token, 429, message)
+    return _password_page(request, token, 401, common.gettext(request, "This password is not correct."))
+
+
+def _unlocked(request: Request, token: str) -> shares.Share:
+    share = links.session_share(common.db(request), token, request.cookies.get(_cookie_name(token)))
+    if share is None:
+        raise NotFoundException()
+    return share
+
+
+def _counted(request: Request, response: Response, share: shares.Share, chosen: list, whole: bool) -> Response:
+    """Count the download when the last byte has gone out; a broken-off or partial one is noted as such."""
+    state, who = request.app.state, common.who(request)
+    inner = response.iterator
+
+    async def counting():
+        finished = False
+        try:
+            async for chunk in inner:
+                yield chunk
+            finished = True
+        finally:
+            await to_thread.run_sync(links.record_download, state.db, who, share, chosen, finished and whole,
+                                     state.config.base_url, state.config.files_dir)
+
+    response.iterator = counting()
+    return response
+
+
+@route("/s/{token:str}/files/{file_id:str}", http_method=["GET"], sync_to_thread=True)
+def download_file(request: Request, token: str, file_id: str) -> Response:
+    share = _unlocked(request, token)
+    chosen = [f for f in shares.share_files(common.db(request).conn, share.id) if f.id == file_id]
+    if not chosen:
+        raise NotFoundException()
+    if not links.downloads_left(common.db(request), share, file_id):
+        return common.render(request, "links/limit.html", status_code=410)
+    response = downloads.file_response(request, chosen[0])
+    # A Range request that happens to cover the whole file is a whole download too.
+    length = {name.lower(): value for name, value in response.headers.items()}.get("content-length")
+    whole = response.status_code in (200, 206) and length == str(chosen[0].size)
+    return _counted(request, response, share, chosen, whole)
+
+
+@route("/s/{token:str}/zip", http_method=["GET"], sync_to_thread=True)
+def download_zip(request: Request, token: str) -> Response:
+    share = _unlocked(request, token)
+    chosen = [f for f in shares.share_files(common.db(request).conn, share.id)
+              if links.downloads_left(common.db(request), share, f.id)]
+    if not chosen:
+        return common.render(request, "links/limit.html", status_code=410)
+    return _counted(request, downloads.zip_response(request, chosen), share, chosen, True)
+
+
+@route("/p/{token:str}", http_method=["GET", "HEAD"], name="password_link", sync_to_thread=True)
+def show_password_link(request: Request, token: str) -> Template:
+    valid = links.password_link_valid(common.db(request), token)
+    return common.render(request, "links/password.html", status_code=200 if valid else 404, valid=valid,
+                         token=token, password="")
+
+
+@post("/p/{token:str}", sync_to_thread=True)
+def reveal_password(request: Request, token: str) -> Template:
+    password = links.reveal_password(common.db(request), common.who(request), token)
+    return common.render(request, "links/password.html", status_code=200 if password else 404,
+                         valid=password is not None, token=token, password=password or "")
+
+
+routes = [Router(path="/", route_handlers=[open_link, unlock_link, download_file, download_zip, show_password_link,
+                                           reveal_password])]

@@ -1,0 +1,87 @@
+"""Request bodies in large blocks, written by a worker thread while the next block arrives.
+
+Encrypting, hashing and writing happen in a worker thread (``cryptography`` and ``hashlib`` release
+the GIL), so the event loop keeps serving other requests. One block is written while the next is
+received: awaiting each write before reading on would leave the socket idle half of the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from anyio import to_thread
+from litestar import Request
+from litestar.exceptions import InternalServerException
+
+BLOCK = 1024 * 1024  # hand the cipher and the disk large blocks, never the server's small chunks
+
+
+class Disconnected(Exception):
+    """The client went away mid-body."""
+
+
+class TooMuchData(Exception):
+    """The body is longer than announced."""
+
+
+async def blocks(request: Request, limit: float) -> AsyncIterator[bytearray]:
+    """The body in blocks of at least BLOCK bytes (the last may be shorter), at most ``limit`` bytes.
+
+    Raises TooMuchData past the limit, and Disconnected, after the bytes that did arrive, when the
+    client goes away (Litestar reports that as an InternalServerException).
+    """
+    block, received = bytearray(), 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise TooMuchData()
+            block += chunk
+            if len(block) >= BLOCK:
+                yield block
+                block = bytearray()
+    except InternalServerException:
+        if block:
+            yield block
+        raise Disconnected() from None
+    if block:
+        yield block
+
+
+class Pipeline:
+    """Runs ``write(block)`` in a worker thread, at most one at a time, without waiting for it."""
+
+    def __init__(self, write: Callable[[bytearray], object]):
+        self._write = write
+        self._pending: asyncio.Future | None = None
+
+    async def write(self, block: bytearray) -> None:
+        await self.drain()
+        self._pending = asyncio.ensure_future(to_thread.run_sync(self._write, block))
+
+    async def drain(self) -> None:
+        """Wait for the write in flight; raises its exception, if any."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+
+async def prefetch(iterator) -> AsyncIterator[bytes]:
+    """Iterate a blocking iterator (decrypting reads) in a worker thread, one block ahead: the next
+    block is decrypted while the current one is sent."""
+    source = iter(iterator)
+    pending = asyncio.ensure_future(to_thread.run_sync(next, source, None))
+    try:
+        while (block := await pending) is not None:
+            pending = asyncio.ensure_future(to_thread.run_sync(next, source, None))
+            yield block
+        pending = None
+    finally:
+        if pending is not None:  # the client went away: let the running read end before closing
+            try:
+                await asyncio.shield(pending)
+            except BaseException:
+                pass
+        if hasattr(source, "close"):
+            source.close()

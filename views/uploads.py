@@ -1,0 +1,263 @@
+"""tus 1.0.0 under /tus/: creation, HEAD, PATCH, termination, expiration and checksum.
+
+https://tus.io/protocols/resumable-upload. Bodies are streamed from ``request.stream()``, gathered
+into blocks of at least 1 MiB and handed to a worker thread, which encrypts and writes them, so the
+event loop never waits on the disk or the cipher. Every upload is bound to the session that
+created it: anyone else gets 404, as if it did not exist.
+
+CSRF: tus clients send ``x-csrftoken`` as a header. Litestar's CSRF middleware reads only the
+header for these requests (it parses a body only for form content types, and a PATCH is
+``application/offset+octet-stream``), so the body is never buffered and no exclusion is needed.
+HEAD and OPTIONS are safe methods and change nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from email.utils import format_datetime
+
+from anyio import to_thread
+from litestar import Request, Response, Router, delete, head, patch, post, route
+
+from relais import clock, files, storage, uploads
+from views import common, streaming
+
+log = logging.getLogger("relais")
+
+TUS_VERSION = "1.0.0"
+CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+_busy: set[str] = set()  # uploads with a PATCH running in this process: a second one gets 409
+# Protocol errors are for tus client software, in English like the protocol; what a person can
+# act on (a refused file, a full disk) is translated.
+TOO_MUCH = "More data than the announced length."
+
+
+def _response(status: int, headers: dict | None = None, text: str = "") -> Response:
+    return Response(content=text.encode("utf-8"), status_code=status, media_type="text/plain",
+                    headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
+
+
+def _refused(request: Request, exc: files.FileRefused) -> Response:
+    status = {"too_large": 413, "too_many": 403}.get(exc.reason, 400)
+    return _response(status, text=common.gettext(request, files.REASONS[exc.reason], **exc.variables))
+
+
+def _expires(upload: uploads.Upload) -> str:
+    return format_datetime(clock.parse(upload.expires_at), usegmt=True)
+
+
+def _find(request: Request, upload_id: str) -> uploads.Upload | None:
+    session = request.scope["auth"]
+    return uploads.find(common.db(request), upload_id, session.user.id, session.id_hash)
+
+
+def _state(request: Request) -> tuple:
+    state = request.app.state
+    return state.db, state.master_key, state.config.files_dir
+
+
+async def _run(fn, *args):
+    return await to_thread.run_sync(functools.partial(fn, *args))
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs; ValueError if malformed."""
+    metadata = {}
+    for pair in filter(None, (p.strip() for p in header.split(","))):
+        key, _, value = pair.partition(" ")
+        try:
+            metadata[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(key) from None
+    return metadata
+
+
+def _checksum(header: str | None) -> tuple[str, bytes] | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``; ValueError when malformed or unsupported."""
+    if not header:
+        return None
+    name, _, digest = header.strip().partition(" ")
+    if name not in CHECKSUMS:
+        raise ValueError(name)
+    try:
+        return name, base64.b64decode(digest.strip(), validate=True)
+    except binascii.Error:
+        raise ValueError(name) from None
+
+
+@route("/", http_method=["OPTIONS"], guards=[common.requires_staff], sync_to_thread=True)
+def describe_server(request: Request) -> Response:
+    max_size, _ = files.limits(common.db(request))
+    return Response(content=b"", status_code=204, headers={
+        "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Max-Size": str(max_size),
+        "Tus-Extension": "creation,termination,expiration,checksum", "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+    })
+
+
+@post("/", guards=[common.requires_staff], sync_to_thread=True)
+def create_upload(request: Request) -> Response:
+    """Creation: check the name, type, size and count before accepting a byte."""
+    if request.headers.get("tus-resumable") != TUS_VERSION:
+        return _response(412, {"Tus-Version": TUS_VERSION})
+    try:
+        length = int(request.headers.get("upload-length", ""))
+        metadata = parse_metadata(request.headers.get("upload-metadata", ""))
+    except ValueError:
+        return _response(400, text="Upload-Length and Upload-Metadata are required.")
+    if length < 0:
+        return _response(400)
+    database, master, files_dir = _state(request)
+    session = request.scope["auth"]
+    try:
+        upload = uploads.create(database, master, files_dir, session.user.id, session.id_hash,
+                                metadata.get("filename", ""), length, common.who(request))
+    except files.FileRefused as exc:
+        return _refused(request, exc)
+    return _response(201, {"Location": f"/tus/{upload.id}", "Upload-Expires": _expires(upload)})
+
+
+@head("/{upload_id:str}", guards=[common.requires_staff], sync_to_thread=True)
+def upload_offset(request: Request, upload_id: str) -> Response[None]:
+    """The offset to continue from. After a restart this resumes the writer from disk, since what
+    survived there may be ahead of the offset saved at the last checkpoint."""
+    upload = _find(request, upload_id)
+    gone = Response(content=b"", status_code=404, media_type="text/plain", headers={"Tus-Resumable": TUS_VERSION})
+    if upload is None:
+        return gone
+    offset = upload.offset
+    if upload.id not in _busy:  # while a PATCH runs, the saved offset is the one to trust
+        try:
+            writer = uploads.writer_for(*_state(request), upload)
+        except storage.IntegrityError:  # damaged before its last checkpoint: start again, from nothing
+            log.exception("upload %s is damaged and was removed", upload.id)
+            uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
+            return gone
+        if writer is None:  # finished on disk before a crash: commit it now
+            try:
+                uploads.finish(*_state(request), common.who(request), upload, None)
+            except files.FileRefused:
+                return gone
+        offset = upload.length if writer is None else writer.offset
+    return Response(content=b"", status_code=200, media_type="text/plain", headers={
+        "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset), "Upload-Length": str(upload.length),
+        "Upload-Expires": _expires(upload), "Cache-Control": "no-store",
+    })
+
+
+# No fixed body limit here: each PATCH is held to what remains of its upload's announced length,
+# which was checked against the size setting when the upload was created.
+@patch("/{upload_id:str}", guards=[common.requires_staff], request_max_body_size=None)
+async def append_to_upload(request: Request, upload_id: str) -> Response:
+    """Append the body at Upload-Offset; the offset is made durable before it is reported."""
+    upload = await _run(_find, request, upload_id)
+    if upload is None:
+        return _response(404)
+    if request.headers.get("tus-resumable") != TUS_VERSION:
+        return _response(412, {"Tus-Version": TUS_VERSION})
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/offset+octet-stream":
+        return _response(415)
+    try:
+        offset = int(request.headers.get("upload-offset", ""))
+        checksum = _checksum(request.headers.get("upload-checksum"))
+        declared = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        return _response(400, text="Upload-Offset is missing, or the checksum algorithm is not supported.")
+    if upload.id in _busy:
+        return _response(409, text="This upload is already receiving data.")
+    _busy.add(upload.id)
+    database, master, files_dir = _state(request)
+    try:
+        writer = await _run(uploads.writer_for, database, master, files_dir, upload)
+        if writer is None:  # finished on disk before a crash: commit it now
+            await _run(uploads.finish, database, master, files_dir, common.who(request), upload, None)
+            return _response(204, {"Upload-Offset": str(upload.length)})
+        if offset != writer.offset:
+            return _response(409, {"Upload-Offset": str(writer.offset)})
+        if declared > upload.length - offset:
+            return _response(413, text=TOO_MUCH)
+        receive = _receive_checked if checksum else _receive
+        new_offset, problem = await receive(request, database, upload, writer, checksum)
+        if problem:
+            return problem
+        headers = {"Upload-Offset": str(new_offset)}
+        if new_offset == upload.length:
+            await _run(uploads.finish, database, master, files_dir, common.who(request), upload, writer)
+        else:
+            headers["Upload-Expires"] = _expires(upload)
+        return _response(204, headers)
+    except files.FileRefused as exc:
+        return _refused(request, exc)
+    except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
+        log.error("upload %s: %s", upload.id, exc)
+        await _run(uploads.forget, upload.id)
+        return _response(507, text=common.gettext(request, "The server could not store the data (disk full?). Try again later."))
+    except storage.StorageError:
+        log.exception("upload %s cannot continue", upload.id)
+        await _run(uploads.forget, upload.id)
+        return _response(500)
+    finally:
+        _busy.discard(upload.id)
+
+
+async def _receive(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
+    """Stream into the writer, checkpointing on the way and at the end, even after a disconnect."""
+    pipeline, since_checkpoint, problem = streaming.Pipeline(writer.write), 0, None
+    try:
+        async for block in streaming.blocks(request, upload.length - writer.offset):
+            await pipeline.write(block)
+            since_checkpoint += len(block)
+            if since_checkpoint >= uploads.CHECKPOINT_BYTES:
+                await pipeline.drain()
+                await _run(uploads.checkpoint, database, upload, writer)
+                since_checkpoint = 0
+    except streaming.Disconnected:
+        pass  # keep what arrived: the client asks for the offset and sends the rest
+    except streaming.TooMuchData:
+        problem = _response(413, text=TOO_MUCH)
+    finally:
+        await pipeline.drain()
+    offset = await _run(uploads.checkpoint, database, upload, writer)
+    return offset, problem
+
+
+async def _receive_checked(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
+    """With Upload-Checksum the chunk is spooled to data/tmp and verified before the writer sees it."""
+    name, expected = checksum
+    spool = request.app.state.config.tmp_dir / f"tus-{secrets.token_hex(8)}"
+    hasher = CHECKSUMS[name]()
+    try:
+        with open(os.open(spool, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b") as f:
+            try:
+                async for block in streaming.blocks(request, upload.length - writer.offset):
+                    await _run(lambda b: (hasher.update(b), f.write(b)), block)
+            except streaming.Disconnected:
+                return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
+            except streaming.TooMuchData:
+                return writer.offset, _response(413, text=TOO_MUCH)
+            if not hmac.compare_digest(hasher.digest(), expected):
+                return writer.offset, _response(460, text="Checksum mismatch: the chunk was not stored.")
+            f.seek(0)
+            while block := await _run(f.read, streaming.BLOCK):
+                await _run(writer.write, block)
+    finally:
+        spool.unlink(missing_ok=True)
+    return await _run(uploads.checkpoint, database, upload, writer), None
+
+
+@delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
+def terminate_upload(request: Request, upload_id: str) -> Response:
+    upload = _find(request, upload_id)
+    if upload is None or upload.id in _busy:
+        return _response(404 if upload is None else 409)
+    uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
+    return _response(204)
+
+
+routes = [Router(path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload])]
