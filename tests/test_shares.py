@@ -305,3 +305,47 @@ def test_shared_files_leave_my_files(app, auth, shared):
     _, _, _, stored = shared
     page = auth.client.get("/files")
     assert all(s.name not in page.text for s in stored)
+
+
+def test_files_just_uploaded_on_the_page_come_back_chosen(app, auth, staff):
+    auth.login()
+    old = store(app, staff, "old.csv", CSV)
+    new = store(app, staff, "new.csv", CSV)
+    partial = auth.client.get("/shares/new/files", params={"seen": [old.id], "file_ids": []})
+    assert re.search(rf'value="{new.id}" id="file-{new.id}" checked', partial.text)
+    assert not re.search(rf'value="{old.id}" id="file-{old.id}" checked', partial.text)
+
+
+def test_a_password_link_expires_after_seven_days_unopened(app, auth, staff, frozen, guest):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], password_link="on")
+    password_link = re.search(r"https://relais\.test(/p/[A-Za-z0-9_-]+)", created.text).group(1)
+    frozen.advance(days=7, seconds=-1)
+    assert guest.get(password_link).status_code == 200
+    frozen.advance(seconds=1)
+    assert guest.get(password_link).status_code == 404
+    assert guest.post(password_link, data={"_csrf_token": guest.cookies["__Host-csrf"]}).status_code == 404
+
+
+def test_the_password_link_stores_no_readable_password(app, auth, staff):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], password_link="on")
+    password = share_password(created.text)
+    dump = "\n".join(app.state.db.conn.iterdump())
+    assert password not in dump and password.encode().hex() not in dump
+
+
+def test_link_pages_carry_the_security_headers(app, shared, guest):
+    from tests.test_pages import assert_security_headers
+
+    link, password, _, stored = shared
+    assert_security_headers(guest.get(link))
+    assert_security_headers(guest.get("/s/unknown"))
+    unlock(guest, link, password)
+    listing = guest.get(link)
+    assert_security_headers(listing)
+    assert listing.headers["cache-control"] == "no-store"
+    download = guest.get(f"{link}/files/{stored[0].id}")
+    assert download.headers["x-content-type-options"] == "nosniff" and download.headers["cache-control"] == "no-store"

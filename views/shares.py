@@ -51,9 +51,12 @@ def new_share(request: Request) -> Template:
 
 @get("/new/files", sync_to_thread=True)
 def file_choices(request: Request) -> Template:
-    """The htmx partial of files to choose from, refreshed when an upload completes."""
+    """The htmx partial of files to choose from, refreshed when an upload completes: a file that
+    was not on the page before (just uploaded here) comes back already chosen."""
     chosen = set(request.query_params.getall("file_ids", []))
+    seen = set(request.query_params.getall("seen", []))
     available = files.list_files(common.db(request), common.current_user(request).id)
+    chosen |= {f.id for f in available if f.id not in seen}
     return common.render(request, "shares/_file_choices.html", available=available, chosen=chosen,
                          size=lambda n: human_size(common.lang(request), n))
 

@@ -1,0 +1,93 @@
+"""Send files in Chromium: staff in English send to a recipient who reads French, end to end."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import io
+import re
+import time
+import zipfile
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import check_accessibility, login
+from tests.browser.test_files import DROP
+
+
+def wait_for_mail(outbox: Path, count: int, timeout: float = 20) -> list[email.message.EmailMessage]:
+    """The server's outbox sender writes .eml files; wait until ``count`` are there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(outbox.glob("*.eml"))
+        if len(found) >= count:
+            return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in found]
+        time.sleep(0.2)
+    raise AssertionError(f"{count} mails expected in {outbox}, found {len(list(outbox.glob('*.eml')))}")
+
+
+def test_send_files_and_download_them_as_the_recipient(page, browser, server, tmp_path):
+    report = "patient;code\n" + "".join(f"{i};C{i % 97:02d}\n" for i in range(50_000))
+    notes = "remarque,valeur\nété,1\n"
+    outbox = Path(server.env["RELAIS_DATA_DIR"]) / "outbox"
+    already = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+
+    # Staff, in English: upload two files, choose them, address the mail in French, send.
+    login(page, server)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Shares").click()
+    page.get_by_role("link", name="Send files").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Send files")
+    check_accessibility(page)
+    page.evaluate(DROP, [[["rapport 2026.csv", report], ["notes.csv", notes]]])
+    for name in ("rapport 2026.csv", "notes.csv"):
+        page.get_by_role("checkbox", name=re.compile(re.escape(name))).check(timeout=30_000)
+    page.get_by_label("Recipients' e-mail addresses").fill("dr.dupont@hopital.example")
+    page.get_by_label("Message (in the e-mail)").fill("Voici les données demandées.")
+    page.get_by_label("Language of the e-mail").select_option("fr")
+    page.get_by_label("Also make a one-time link").check()
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Files sent")
+    password = page.locator("#share-password").inner_text()
+    assert re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){3}", password)
+    check_accessibility(page)
+
+    [message] = wait_for_mail(outbox, already + 1)[already:]
+    assert message["To"] == "dr.dupont@hopital.example"
+    assert message["Subject"] == "Ada Admin a partagé des fichiers avec vous"
+    link = re.search(r"http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]+", message.get_body(("plain",)).get_content()).group(0)
+
+    # The recipient, in a fresh French browser: password, Access, files, downloads.
+    context = browser.new_context(locale="fr-BE", accept_downloads=True)
+    guest = context.new_page()
+    try:
+        guest.goto(link)
+        expect(guest.locator("html")).to_have_attribute("lang", "fr")
+        check_accessibility(guest)
+        guest.get_by_label("Mot de passe").fill("pas-le-bon-mot-de-passe")
+        guest.get_by_role("button", name="Accéder").click()
+        expect(guest.get_by_role("alert")).to_be_visible()
+        guest.get_by_label("Mot de passe").fill(password)
+        guest.get_by_role("button", name="Accéder").click()
+        expect(guest.get_by_role("cell", name="rapport 2026.csv", exact=True)).to_be_visible()
+        expect(guest.get_by_text(hashlib.sha256(report.encode()).hexdigest())).to_be_visible()
+        check_accessibility(guest)
+        with guest.expect_download() as download:
+            guest.get_by_role("link", name=re.compile("rapport 2026.csv")).click()
+        assert Path(download.value.path()).read_bytes() == report.encode()
+        with guest.expect_download() as download:
+            guest.get_by_role("link", name=re.compile("zip")).click()
+        archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+        assert archive.read("notes.csv") == notes.encode() and archive.read("rapport 2026.csv") == report.encode()
+    finally:
+        context.close()
+
+    # Back to staff: the activity shows it, and a receipt is on its way.
+    page.goto(server.url + "/shares")
+    page.get_by_role("link", name=re.compile("UTC")).first.click()
+    expect(page.get_by_role("cell", name="Downloaded completely").first).to_be_visible()
+    expect(page.get_by_role("cell", name="Wrong password")).to_be_visible()
+    check_accessibility(page)
+    receipt = wait_for_mail(outbox, already + 2)[-1]
+    assert receipt["To"] == "admin@registry.example"
