@@ -10,11 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_time, get_timezone
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 
 from relais import clock, i18n
 
+BRUSSELS = get_timezone("Europe/Brussels")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 
@@ -36,7 +37,9 @@ def environment() -> Environment:
     @pass_context
     def when(ctx, iso: str) -> str:
         """A date and time the recipient reads in their own language (Brussels time)."""
-        return format_datetime(clock.parse(iso), "d MMMM y, HH:mm", tzinfo="Europe/Brussels", locale=ctx["lang"])
+        moment = clock.parse(iso)
+        day = format_date(moment.astimezone(BRUSSELS), "long", locale=ctx["lang"])
+        return f"{day}, {format_time(moment, 'short', tzinfo=BRUSSELS, locale=ctx['lang'])}"
 
     env.install_gettext_callables(gettext, ngettext, newstyle=True)
     env.globals["when"] = when
