@@ -62,6 +62,10 @@ class Database:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
+    def ping(self) -> None:
+        """Raise unless the database answers with its schema in place (for /healthz)."""
+        self.scalar("SELECT count(*) FROM _sqlite_migrations")
+
     def scalar(self, sql: str, params: Any = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return row[0] if row else None

@@ -113,7 +113,7 @@ def _lock(db, who: audit.Who, share: shares.Share, failures: int, base_url: str)
     db.execute("DELETE FROM link_sessions WHERE share_id = ?", [share.id])
     event(db, who, share.id, "locked", failures=failures)
     owner = db.execute("SELECT email, language FROM users WHERE id = ?", [share.owner_id]).fetchone()
-    recipients = ", ".join(r[0] for r in db.execute("SELECT email FROM share_recipients WHERE share_id = ?", [share.id]))
+    recipients = ", ".join(shares.recipients(db, share.id))
     subject, text, html = emails.render("locked", owner[1], count=failures, recipients=recipients,
                                         link=f"{base_url}/shares/{share.id}")
     mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind="share_locked",
@@ -171,7 +171,7 @@ def _receipt(db, share: shares.Share, who: audit.Who, base_url: str) -> None:
     from relais import mail
 
     owner = db.execute("SELECT email, language FROM users WHERE id = ?", [share.owner_id]).fetchone()
-    recipients = ", ".join(r[0] for r in db.execute("SELECT email FROM share_recipients WHERE share_id = ?", [share.id]))
+    recipients = ", ".join(shares.recipients(db, share.id))
     names = [r[0] for r in db.execute(
         "SELECT name FROM files JOIN share_files ON file_id = id WHERE share_id = ? ORDER BY name", [share.id])]
     subject, text, html = emails.render("receipt", owner[1], recipients=recipients, at=clock.now_iso(), ip=who.ip,

@@ -215,6 +215,10 @@ def visible_to(database: Database, user, share_id: str) -> Share | None:
     return share
 
 
+def recipients(conn, share_id: str) -> list[str]:
+    return [row["email"] for row in conn.query("SELECT email FROM share_recipients WHERE share_id = ? ORDER BY email", [share_id])]
+
+
 def share_files(conn, share_id: str) -> list[files.StoredFile]:
     rows = conn.query(
         "SELECT files.* FROM files JOIN share_files ON share_files.file_id = files.id"

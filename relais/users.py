@@ -101,6 +101,11 @@ def create(
     return get(database, database.write(insert))
 
 
+def check_password(database: Database, hasher: passwords.Hasher, user: User, password: str) -> bool:
+    stored = database.scalar("SELECT password_hash FROM users WHERE id = ?", [user.id])
+    return hasher.verify(stored, password)
+
+
 def set_password(database: Database, hasher: passwords.Hasher, who: audit.Who, user: User, password: str) -> None:
     passwords.check_policy(password, [user.email, user.name])
     password_hash = hasher.hash(password)

@@ -127,8 +127,7 @@ def submit_password(request: Request, data: Annotated[PasswordForm, FORM]) -> Te
     elif data.new_password != data.confirm_password:
         error = "mismatch"
     elif not user.must_change_password:
-        stored = database.scalar("SELECT password_hash FROM users WHERE id = ?", [user.id])
-        if not common.hasher(request).verify(stored, data.current_password):
+        if not users.check_password(database, common.hasher(request), user, data.current_password):
             error = "wrong_current"
     if not error:
         try:

@@ -16,7 +16,7 @@ from litestar import Request, Router, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from relais import links, shares, terms
+from relais import links, shares, terms, users
 from views import common, downloads
 from views.auth import FORM
 from views.files import human_size
@@ -40,7 +40,7 @@ def _invalid(request: Request) -> Template:
 
 def _files_page(request: Request, token: str, share: shares.Share) -> Template:
     database = common.db(request)
-    owner = database.query_one("SELECT name, email FROM users WHERE id = ?", [share.owner_id])
+    owner = users.get(database, share.owner_id)
     return common.render(
         request, "links/files.html", token=token, share=share, owner=owner,
         files=shares.share_files(database.conn, share.id), size=lambda n: human_size(common.lang(request), n),

@@ -46,7 +46,7 @@ def health_check(request: Request) -> Response:
     """200 when the database answers and the data folder takes a write; 503 otherwise."""
     config = request.app.state.config
     try:
-        common.db(request).scalar("SELECT count(*) FROM _sqlite_migrations")
+        common.db(request).ping()
         probe = config.tmp_dir / f".healthz-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()

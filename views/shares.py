@@ -120,7 +120,7 @@ def _visible(request: Request, share_id: str) -> shares.Share:
 def show_share(request: Request, share_id: str) -> Template:
     share = _visible(request, share_id)
     database = common.db(request)
-    recipients = [r["email"] for r in database.query("SELECT email FROM share_recipients WHERE share_id = ?", [share_id])]
+    recipients = shares.recipients(database.conn, share_id)
     return common.render(
         request, "shares/detail.html", share=share, status=share.status(), status_names=STATUS_NAMES,
         files=shares.share_files(database.conn, share_id), recipients=recipients,
