@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sqlite3
 import sys
 from pathlib import Path
 
-from relais import audit, auth, passwords, users
+from relais import audit, logs, passwords, users
 from relais.config import from_env
 
 
@@ -72,8 +73,10 @@ def serve(config, create_app) -> int:
             flush=True,
         )
     # proxy_headers off: X-Forwarded-For is honoured by Relais itself, and only from trusted proxies.
-    uvicorn.run(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
-                proxy_headers=False, server_header=False, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
+                                           proxy_headers=False, server_header=False, log_level="info"))
+    logging.getLogger("uvicorn.access").addFilter(logs.RedactTokens())  # after uvicorn configured logging
+    server.run()
     return 0
 
 
@@ -118,7 +121,10 @@ def verify(state) -> int:
 
 def backup(state, dest: Path) -> int:
     """A consistent copy while the server runs: SQLite's backup API, then the encrypted files."""
-    dest.mkdir(parents=True, exist_ok=True)
+    # The copy holds password hashes and wrapped keys: its owner only.
+    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dest.chmod(0o700)
+    (dest / "relais.db").touch(mode=0o600)
     target = sqlite3.connect(dest / "relais.db")
     try:
         state.db.conn.conn.backup(target)

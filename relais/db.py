@@ -21,6 +21,7 @@ import sqlite_utils
 T = TypeVar("T")
 
 _STOP = object()
+_RAW = object()  # marks a queued statement that runs outside BEGIN/COMMIT
 
 
 def connect(path: Path | str) -> sqlite_utils.Database:
@@ -105,6 +106,14 @@ class Database:
             fn, args, kwargs, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            if fn is _RAW:
+                try:
+                    db.execute(args[0])
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+                continue
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -131,6 +140,19 @@ class Database:
         if db is not None:
             db.conn.close()
             self._local.db = None
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database and truncate it, so that rows just deleted
+        (wrapped file keys) are not left behind in relais.db-wal; secure_delete zeroes them in
+        the database file itself."""
+        self.write_outside_transaction("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def write_outside_transaction(self, sql: str) -> None:
+        """A statement that cannot run in a transaction, on the writer's connection."""
+        self._ensure_writer()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((_RAW, (sql,), {}, future))
+        future.result()
 
     def migrate(self) -> list[str]:
         """Apply pending migrations (run once at start, before serving)."""

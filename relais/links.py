@@ -47,11 +47,12 @@ def find_open(database: Database, token: str) -> shares.Share | None:
     return share if share is not None and share.open else None
 
 
-def event(db, who: audit.Who, share_id: str, kind: str, file_id: str = "", **detail) -> None:
+def event(db, who: audit.Who, share_id: str, kind: str, file_id: str = "", session: str = "", **detail) -> None:
     """What the owner sees in the share's activity, and the same in the audit trail."""
     db.execute(
-        "INSERT INTO share_events (share_id, at, event, file_id, ip, user_agent, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [share_id, clock.now_iso(), kind, file_id, who.ip, who.user_agent[:500], str(detail.get("name", ""))],
+        "INSERT INTO share_events (share_id, at, event, file_id, ip, user_agent, detail, session)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [share_id, clock.now_iso(), kind, file_id, who.ip, who.user_agent[:500], str(detail.get("name", "")), session],
     )
     audit.record(db, who, f"share.{kind}", share_id, file=file_id, **detail)
 
@@ -133,38 +134,95 @@ def session_share(database: Database, token: str, session_token: str | None) -> 
 
 
 def downloads_left(database: Database, share: shares.Share, file_id: str) -> bool:
+    """Can this file still be downloaded from the start? (For the page; start_download decides.)"""
     if share.download_limit is None:
         return True
-    done = database.scalar(
-        "SELECT count(*) FROM share_events WHERE share_id = ? AND event = 'download' AND file_id = ?", [share.id, file_id]
+    started = database.scalar(
+        "SELECT count(*) FROM share_events WHERE share_id = ? AND event = 'download_start' AND file_id = ?",
+        [share.id, file_id],
     )
-    return done < share.download_limit
+    return started < share.download_limit
 
 
-def record_download(database: Database, who: audit.Who, share: shares.Share, stored: list, complete: bool,
-                    base_url: str, files_dir) -> None:
-    """After a response ended: count complete downloads, send the first-download receipt, and
-    delete the share if it asked to be deleted once downloaded."""
+def start_download(database: Database, who: audit.Who, share: shares.Share, stored, session: str, start: int) -> bool:
+    """Before the first byte: may this browser have this file now?
+
+    Every download from byte 0 is counted as it starts, in the writer's transaction, so parallel
+    requests cannot slip past the limit together. A range further in is the resumption of a
+    download this same link session began, and is not counted again; without such a beginning
+    it is refused, so ranges cannot be used to dodge the limit.
+    """
+
+    def reserve(db):
+        if start > 0:
+            return db.execute(
+                "SELECT 1 FROM share_events WHERE share_id = ? AND file_id = ? AND event = 'download_start'"
+                " AND session = ?", [share.id, stored.id, session],
+            ).fetchone() is not None
+        if share.download_limit is not None and db.execute(
+            "SELECT count(*) FROM share_events WHERE share_id = ? AND file_id = ? AND event = 'download_start'",
+            [share.id, stored.id],
+        ).fetchone()[0] >= share.download_limit:
+            return False
+        event(db, who, share.id, "download_start", stored.id, session=session, name=stored.name)
+        return True
+
+    return database.write(reserve)
+
+
+def still_open(database: Database, share_id: str) -> bool:
+    """For a download in progress: stop it once the share is revoked, deleted, locked or expired."""
+    share = shares.get(database.conn, share_id)
+    return share is not None and share.open
+
+
+def _covered(spans: list[tuple[int, int]], size: int) -> bool:
+    """Do the byte ranges [start, end) together cover the whole file?"""
+    reached = 0
+    for start, end in sorted(spans):
+        if start > reached:
+            return False
+        reached = max(reached, end)
+    return reached >= size
+
+
+def record_download(database: Database, who: audit.Who, share: shares.Share, sent: list[tuple], session: str,
+                    config) -> None:
+    """After a response ended (finished or cut off): note what was sent to whom. A file counts as
+    downloaded when the bytes this link session received cover all of it, in one response or in
+    several (a resumed download); then the owner's receipt, and "delete after download"."""
 
     def record(db):
-        for item in stored:
-            event(db, who, share.id, "download" if complete else "download_partial", item.id, name=item.name)
-        if not complete:
-            return False
+        for stored, start, count in sent:
+            db.execute(
+                "INSERT INTO share_events (share_id, at, event, file_id, ip, user_agent, detail, session, start, bytes)"
+                " VALUES (?, ?, 'download_part', ?, ?, ?, ?, ?, ?, ?)",
+                [share.id, clock.now_iso(), stored.id, who.ip, who.user_agent[:500], stored.name, session, start, count],
+            )
+            spans = [(r[0], r[0] + r[1]) for r in db.execute(
+                "SELECT start, bytes FROM share_events WHERE share_id = ? AND file_id = ? AND session = ?"
+                " AND event = 'download_part'", [share.id, stored.id, session])]
+            done_before = db.execute(
+                "SELECT 1 FROM share_events WHERE share_id = ? AND file_id = ? AND session = ? AND event = 'download'",
+                [share.id, stored.id, session]).fetchone()
+            if _covered(spans, stored.size) and not done_before:
+                event(db, who, share.id, "download", stored.id, session=session, name=stored.name)
+            elif not done_before:
+                audit.record(db, who, "share.download_partial", share.id, file=stored.id, start=start, bytes=count)
         missing = db.execute(
             "SELECT count(*) FROM share_files WHERE share_id = ? AND file_id NOT IN"
             " (SELECT file_id FROM share_events WHERE share_id = ? AND event = 'download')", [share.id, share.id],
         ).fetchone()[0]
-        first = missing == 0 and db.execute(
-            "UPDATE shares SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL", [clock.now_iso(), share.id]
-        ).rowcount == 1
-        if first:
-            _receipt(db, share, who, base_url)
-        return missing == 0
+        if missing:
+            return False
+        if db.execute("UPDATE shares SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL",
+                      [clock.now_iso(), share.id]).rowcount == 1:
+            _receipt(db, share, who, config.base_url)
+        return True
 
     everything = database.write(record)
-    if everything and share.delete_after_download:
-        shares.delete(database, files_dir, audit.SYSTEM, share, action="share.delete_after_download")
+    if everything and share.delete_after_download and still_open(database, share.id):
+        shares.delete(database, config, audit.SYSTEM, share, action="share.delete_after_download")
 
 
 def _receipt(db, share: shares.Share, who: audit.Who, base_url: str) -> None:

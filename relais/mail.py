@@ -89,6 +89,19 @@ def build(row: dict, sender: str) -> EmailMessage:
     return message
 
 
+def eml_path(config: Config, outbox_id: int):
+    return config.outbox_dir / f"{outbox_id:08d}.eml"
+
+
+def forget(db, object: str) -> list[int]:
+    """Inside a write: drop the unsent mails about ``object`` and blank the bodies of the sent
+    ones (they held the link). Returns the outbox ids, whose .eml files the caller removes."""
+    rows = [r[0] for r in db.execute("SELECT id FROM outbox WHERE object = ?", [object]).fetchall()]
+    db.execute("DELETE FROM outbox WHERE object = ? AND status = 'pending'", [object])
+    db.execute("UPDATE outbox SET body_text = '', body_html = '' WHERE object = ?", [object])
+    return rows
+
+
 class Transport:
     """Hands one message to SMTP, or writes it to data/outbox/ when no server is configured."""
 
@@ -98,7 +111,7 @@ class Transport:
     def send(self, message: EmailMessage, outbox_id: int) -> None:
         config = self.config
         if not config.smtp_host:
-            path = config.outbox_dir / f"{outbox_id:08d}.eml"
+            path = eml_path(config, outbox_id)
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(bytes(message))
             tmp.replace(path)  # a reader never sees half a message

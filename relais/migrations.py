@@ -228,7 +228,9 @@ def m0004_shares(db: Database) -> None:
             email TEXT NOT NULL,
             PRIMARY KEY (share_id, email)
         );
-        -- What happened on a share's link: access, access_refused, locked, download, download_partial.
+        -- What happened on a share's link: access, access_refused, locked, download_start (counted
+        -- against the limit), download_part (bytes sent by one response), download (the bytes one
+        -- link session received cover the whole file).
         CREATE TABLE share_events (
             id INTEGER PRIMARY KEY,
             share_id TEXT NOT NULL REFERENCES shares(id),
@@ -237,7 +239,10 @@ def m0004_shares(db: Database) -> None:
             file_id TEXT NOT NULL DEFAULT '',
             ip TEXT NOT NULL DEFAULT '',
             user_agent TEXT NOT NULL DEFAULT '',
-            detail TEXT NOT NULL DEFAULT ''
+            detail TEXT NOT NULL DEFAULT '',
+            session TEXT NOT NULL DEFAULT '',      -- SHA-256 of the link session's cookie
+            start INTEGER NOT NULL DEFAULT 0,      -- download_part: first byte sent
+            bytes INTEGER NOT NULL DEFAULT 0       -- download_part: bytes sent
         );
         CREATE INDEX share_events_share ON share_events(share_id, event);
         -- A browser that typed the right password for one share.

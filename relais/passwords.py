@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -27,9 +28,16 @@ class PasswordRejected(ValueError):
 
 
 class Hasher:
-    """argon2id with the cost from the configuration, and a dummy hash for timing."""
+    """argon2id with the cost from the configuration, and a dummy hash for timing.
+
+    At most ``MAX_CONCURRENT`` hashes run at once: each takes 64 MiB, and a flood of password
+    attempts must queue rather than exhaust the server's memory.
+    """
+
+    MAX_CONCURRENT = 4
 
     def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
+        self._slots = threading.BoundedSemaphore(self.MAX_CONCURRENT)
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
         )
@@ -38,13 +46,15 @@ class Hasher:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        with self._slots:
+            return self._hasher.hash(password)
 
     def verify(self, stored: str | None, password: str) -> bool:
-        try:
-            return self._hasher.verify(stored or self._dummy, password) and stored is not None
-        except (VerificationError, InvalidHashError):
-            return False
+        with self._slots:
+            try:
+                return self._hasher.verify(stored or self._dummy, password) and stored is not None
+            except (VerificationError, InvalidHashError):
+                return False
 
     def needs_rehash(self, stored: str) -> bool:
         return self._hasher.check_needs_rehash(stored)

@@ -20,7 +20,7 @@ def purge_all(state) -> dict[str, int]:
     return {
         "sessions": database.write(auth.purge_expired),
         "uploads": uploads.purge_expired(database, files_dir),
-        "shares": shares.purge(database, files_dir),
+        "shares": shares.purge(database, state.config),
         "orphans": files.purge_orphans(database, files_dir),
     }
 

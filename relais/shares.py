@@ -228,13 +228,15 @@ def share_files(conn, share_id: str) -> list[files.StoredFile]:
 
 
 def activity(database: Database, share_id: str) -> list[dict]:
-    return database.query("SELECT * FROM share_events WHERE share_id = ? ORDER BY id", [share_id])
+    """What the owner sees: accesses, refusals, downloads started and completed (not each part)."""
+    return database.query("SELECT * FROM share_events WHERE share_id = ? AND event != 'download_part' ORDER BY id",
+                          [share_id])
 
 
-def revoke(database: Database, files_dir, who: audit.Who, share: Share) -> None:
+def revoke(database: Database, config, who: audit.Who, share: Share) -> None:
     """The link stops working at once, and its files are shredded (nothing is kept)."""
     database.execute("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [clock.now_iso(), share.id])
-    delete(database, files_dir, who, share, action="share.revoke")
+    delete(database, config, who, share, action="share.revoke")
 
 
 def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin: bool) -> None:
@@ -251,30 +253,41 @@ def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin
     database.write(update)
 
 
-def delete(database: Database, files_dir, who: audit.Who, share: Share, action: str = "share.delete") -> None:
-    """Crypto-shred the share's files (keys first, in the transaction), then unlink the data files."""
+def delete(database: Database, config, who: audit.Who, share: Share, action: str = "share.delete") -> None:
+    """Crypto-shred the share's files (keys first, in the transaction), then unlink the data files.
+
+    What else could lead to or describe the files goes too: the message, the link sessions, the
+    password link, unsent mails, and the bodies (with the link) of the mails already sent.
+    """
     doomed = share_files(database.conn, share.id)
 
     def update(db):
         for stored in doomed:
             db.execute("DELETE FROM files WHERE id = ?", [stored.id])
-        db.execute("UPDATE shares SET deleted_at = coalesce(deleted_at, ?), password_hash = '' WHERE id = ?",
-                   [clock.now_iso(), share.id])
+        db.execute("UPDATE shares SET deleted_at = coalesce(deleted_at, ?), password_hash = '', message = ''"
+                   " WHERE id = ?", [clock.now_iso(), share.id])
         db.execute("DELETE FROM link_sessions WHERE share_id = ?", [share.id])
         db.execute("DELETE FROM password_links WHERE share_id = ?", [share.id])
+        forgotten = mail.forget(db, share.id)
         audit.record(db, who, action, share.id, files=[s.sha256 for s in doomed])
+        return forgotten
 
-    database.write(update)
+    forgotten = database.write(update)
+    database.checkpoint()  # the deleted keys must not live on in the write-ahead log
     for stored in doomed:
-        files.storage.shred_file(files.data_path(files_dir, stored))
+        files.storage.shred_file(files.data_path(config.files_dir, stored))
+    for outbox_id in forgotten:
+        mail.eml_path(config, outbox_id).unlink(missing_ok=True)
 
 
-def purge(database: Database, files_dir) -> int:
-    """Delete the files of shares that expired, were revoked or are locked (retention)."""
+def purge(database: Database, config) -> int:
+    """Delete the files of shares that expired, were revoked or were locked (retention): a link
+    nobody can use any more has no reason to keep its files."""
     rows = database.query(
-        "SELECT id FROM shares WHERE deleted_at IS NULL AND (expires_at <= ? OR revoked_at IS NOT NULL)",
+        "SELECT id FROM shares WHERE deleted_at IS NULL"
+        " AND (expires_at <= ? OR revoked_at IS NOT NULL OR locked_at IS NOT NULL)",
         [clock.now_iso()],
     )
     for row in rows:
-        delete(database, files_dir, audit.SYSTEM, get(database.conn, row["id"]), action="share.purge")
+        delete(database, config, audit.SYSTEM, get(database.conn, row["id"]), action="share.purge")
     return len(rows)

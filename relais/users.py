@@ -184,8 +184,11 @@ def use_login_link(database: Database, who: audit.Who, token: str) -> User | Non
             audit.record(db, who, "user.login_link_refused")
             return None
         db.execute("UPDATE login_tokens SET used_at = ? WHERE token_hash = ?", [now, passwords.token_hash(token)])
-        # The person must choose a password now; the link alone is not a standing credential.
-        db.execute("UPDATE users SET must_change_password = 1 WHERE id = ?", [row[0]])
+        # The person must choose a password now; the link alone is not a standing credential. The
+        # old password stops working and every session ends: a reset is also how an admin locks
+        # out whoever may know the old password.
+        db.execute("UPDATE users SET must_change_password = 1, password_hash = NULL WHERE id = ?", [row[0]])
+        db.execute("DELETE FROM sessions WHERE user_id = ?", [row[0]])
         audit.record(db, who, "user.login_link_used", row[1])
         return row[0]
 

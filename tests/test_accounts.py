@@ -172,3 +172,16 @@ def test_settings_change_and_range_check(app, client, auth, admin):
     assert bad.status_code == 400 and "whole number" in bad.text
     assert settings.get(app.state.db.conn, "session_absolute_hours") == 12
     assert [r["object"] for r in audit_rows(app, "setting.change")] == ["session_idle_minutes"]
+
+
+def test_a_used_reset_link_voids_the_old_password_and_every_session(app, client, auth, staff):
+    from litestar.testing import TestClient
+
+    from tests.conftest import AuthActions
+
+    with TestClient(app, base_url="https://relais.test") as attacker:
+        AuthActions(attacker).login()  # someone who knows the old password
+        token = users.issue_login_link(app.state.db, users.audit.SYSTEM, staff.id, purpose="reset")
+        assert auth.post(f"/login/link/{token}").status_code == 303
+        assert attacker.get("/", follow_redirects=False).headers["location"] == "/login"
+        assert AuthActions(attacker).login().status_code == 401  # the old password is gone

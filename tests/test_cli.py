@@ -61,3 +61,22 @@ def test_verify_compares_the_database_with_the_disk(config, app, staff):
     assert broken.returncode == 1
     assert f"file {stored.id} (complete): its data file is missing" in broken.stdout
     assert "data file stray-file belongs to no file" in broken.stdout
+
+
+def test_backup_is_readable_by_its_owner_only(config, tmp_path, staff):
+    result = run(config, "backup", str(tmp_path / "backup"))
+    assert result.returncode == 0
+    assert (tmp_path / "backup").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "backup" / "relais.db").stat().st_mode & 0o077 == 0
+
+
+def test_tokens_never_reach_the_access_log():
+    import logging
+
+    from relais.logs import RedactTokens
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/s/SECRETtoken123/files/abc", "1.1", 200), None)
+    RedactTokens().filter(record)
+    line = record.getMessage()
+    assert "SECRETtoken123" not in line and "/s/…/files/abc" in line

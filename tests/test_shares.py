@@ -174,12 +174,49 @@ def test_download_limit_and_partial_downloads(app, auth, staff, guest):
     unlock(guest, link, share_password(created.text))
     partial = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-99"})
     assert partial.status_code == 206 and partial.content == CSV[:100]
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # a part is not a download
+    # The same browser resumes where it stopped: not counted again, and now complete.
     resumed = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=100-"})
     assert resumed.status_code == 206 and resumed.content == CSV[100:]
-    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # ranges don't count
-    assert guest.get(f"{link}/files/{stored.id}").content == CSV
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is not None
+    # The one download allowed has been used: from the start again is refused.
     refused = guest.get(f"{link}/files/{stored.id}")
     assert refused.status_code == 410 and "limit" in refused.text
+
+
+def test_ranges_cannot_dodge_the_download_limit(app, auth, staff, guest):
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], download_limit="1")
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    link, password = f"/s/{token}", share_password(created.text)
+    unlock(guest, link, password)
+    assert guest.get(f"{link}/files/{stored.id}").content == CSV
+    with TestClient(app, base_url=BASE_URL) as other:
+        unlock(other, link, password)
+        # A range further in is only the resumption of a download this browser began.
+        assert other.get(f"{link}/files/{stored.id}", headers={"range": "bytes=100-"}).status_code == 410
+        assert other.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-"}).status_code == 410
+        assert other.get(f"{link}/zip").status_code == 410
+    starts = app.state.db.scalar("SELECT count(*) FROM share_events WHERE event = 'download_start'")
+    assert starts == 1
+
+
+def test_a_download_cut_off_is_not_complete(app, auth, staff, guest):
+    from relais import links
+
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    create_share(auth, [stored.id])
+    share = links.shares.get(app.state.db.conn, app.state.db.scalar("SELECT id FROM shares"))
+    links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 0, 1000)], "session-a", app.state.config)
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None
+    links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 5000, len(CSV) - 5000)], "session-a", app.state.config)
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # bytes 1000-5000 never arrived
+    links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 1000, 4000)], "session-b", app.state.config)
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # another browser's part
+    links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 900, 4200)], "session-a", app.state.config)
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is not None
 
 
 def test_delete_after_the_first_complete_download(app, config, auth, staff, guest):
@@ -349,3 +386,51 @@ def test_link_pages_carry_the_security_headers(app, shared, guest):
     assert listing.headers["cache-control"] == "no-store"
     download = guest.get(f"{link}/files/{stored[0].id}")
     assert download.headers["x-content-type-options"] == "nosniff" and download.headers["cache-control"] == "no-store"
+
+
+def test_a_download_in_progress_stops_when_the_share_is_revoked(app, auth, staff, guest, monkeypatch):
+    import httpx
+
+    from relais import links
+    from views import links as link_views
+
+    auth.login()
+    big = b"id;value\n" + b"1;2\n" * (1024 * 1024)  # 4 MiB: several chunks
+    stored = store(app, staff, "big.csv", big)
+    created = create_share(auth, [stored.id])
+    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    unlock(guest, f"/s/{token}", share_password(created.text))
+    monkeypatch.setattr(link_views, "CHECK_EVERY", 1)
+    monkeypatch.setattr(links, "still_open", lambda database, share_id: False)  # revoked meanwhile
+    try:
+        response = guest.get(f"/s/{token}/files/{stored.id}")
+        received = len(response.content)
+    except httpx.HTTPError:
+        received = 0
+    assert received < len(big)
+    assert app.state.db.scalar("SELECT count(*) FROM share_events WHERE event = 'download'") == 0
+
+
+def test_deleting_a_share_forgets_the_link_and_the_message(app, config, auth, shared):
+    import sqlite3
+
+    link, _, share_id, _ = shared
+    mail.send_due(app.state.db, mail.Transport(app.state.config))  # written to data/outbox/
+    assert list(config.outbox_dir.glob("*.eml"))
+    app.state.db.execute("UPDATE shares SET message = 'Biopsy result for J. Janssens' WHERE id = ?", [share_id])
+    assert auth.post(f"/shares/{share_id}/delete").status_code == 303
+    token = link.rsplit("/", 1)[1]
+    raw = b"".join(p.read_bytes() for p in config.data_dir.glob("relais.db*"))
+    assert token.encode() not in raw and b"Janssens" not in raw
+    assert list(config.outbox_dir.glob("*.eml")) == []
+    assert (config.data_dir / "relais.db-wal").stat().st_size == 0  # checkpointed: no old frames
+    assert sqlite3.connect(config.db_path).execute("SELECT message FROM shares").fetchone() == ("",)
+
+
+def test_locked_shares_are_purged(app, config, shared):
+    from relais import retention
+
+    _, _, share_id, stored = shared
+    app.state.db.execute("UPDATE shares SET locked_at = '2026-01-01T00:00:00+00:00' WHERE id = ?", [share_id])
+    assert retention.purge_all(app.state)["shares"] == 1
+    assert not (config.files_dir / stored[0].storage_name).exists()

@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from relais import logs
 from relais.i18n import N_
 from views import common
 
@@ -60,7 +61,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", request.method, logs.redact(request.url.path))
     return error_page(request, HTTP_500_INTERNAL_SERVER_ERROR)
 
 

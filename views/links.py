@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import to_thread
+from anyio import CancelScope, to_thread
 from litestar import Request, Router, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from relais import links, shares, terms, users
+from relais import links, passwords, shares, terms, users
 from views import common, downloads
 from views.auth import FORM
 from views.files import human_size
@@ -83,55 +83,81 @@ def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, FORM])
     return _password_page(request, token, 401, common.gettext(request, "This password is not correct."))
 
 
-def _unlocked(request: Request, token: str) -> shares.Share:
-    share = links.session_share(common.db(request), token, request.cookies.get(_cookie_name(token)))
+def _unlocked(request: Request, token: str) -> tuple[shares.Share, str]:
+    """The share and the link session's hash, or 404."""
+    cookie = request.cookies.get(_cookie_name(token))
+    share = links.session_share(common.db(request), token, cookie)
     if share is None:
         raise NotFoundException()
-    return share
+    return share, passwords.token_hash(cookie)
 
 
-def _counted(request: Request, response: Response, share: shares.Share, chosen: list, whole: bool) -> Response:
-    """Count the download when the last byte has gone out; a broken-off or partial one is noted as such."""
+CHECK_EVERY = 64  # chunks (about 64 MiB) between two "is the share still open?" checks
+
+
+def _counted(request: Request, response: Response, share: shares.Share, session: str, single=None, zipped=()):
+    """Stream the response while noting what was sent; stop if the share is revoked or deleted
+    meanwhile. ``single``: (file, first byte) of a one-file response; ``zipped``: the files of a zip,
+    counted only if the whole zip went out."""
     state, who = request.app.state, common.who(request)
     inner = response.iterator
 
     async def counting():
-        finished = False
+        sent, finished = 0, False
         try:
-            async for chunk in inner:
+            async for n, chunk in _numbered(inner):
+                if n and n % CHECK_EVERY == 0 and not await to_thread.run_sync(links.still_open, state.db, share.id):
+                    return  # the connection ends early; the client sees an incomplete download
+                sent += len(chunk)
                 yield chunk
             finished = True
         finally:
-            await to_thread.run_sync(links.record_download, state.db, who, share, chosen, finished and whole,
-                                     state.config.base_url, state.config.files_dir)
+            if single is not None:
+                done = [(single[0], single[1], sent)]
+            else:
+                done = [(stored, 0, stored.size) for stored in zipped] if finished else []
+            if done:
+                # Shielded: a client that disconnects cancels the response, never the bookkeeping.
+                with CancelScope(shield=True):
+                    await to_thread.run_sync(links.record_download, state.db, who, share, done, session, state.config)
 
     response.iterator = counting()
     return response
 
 
+async def _numbered(iterator):
+    n = 0
+    async for chunk in iterator:
+        yield n, chunk
+        n += 1
+
+
 @route("/s/{token:str}/files/{file_id:str}", http_method=["GET"], sync_to_thread=True)
 def download_file(request: Request, token: str, file_id: str) -> Response:
-    share = _unlocked(request, token)
-    chosen = [f for f in shares.share_files(common.db(request).conn, share.id) if f.id == file_id]
+    share, session = _unlocked(request, token)
+    database = common.db(request)
+    chosen = [f for f in shares.share_files(database.conn, share.id) if f.id == file_id]
     if not chosen:
         raise NotFoundException()
-    if not links.downloads_left(common.db(request), share, file_id):
+    stored = chosen[0]
+    wanted = downloads.parse_range(request.headers.get("range"), stored.size)
+    if wanted == "unsatisfiable":
+        return downloads.file_response(request, stored)  # 416: nothing is sent, nothing counted
+    start = wanted[0] if wanted else 0
+    if not links.start_download(database, common.who(request), share, stored, session, start):
         return common.render(request, "links/limit.html", status_code=410)
-    response = downloads.file_response(request, chosen[0])
-    # A Range request that happens to cover the whole file is a whole download too.
-    length = {name.lower(): value for name, value in response.headers.items()}.get("content-length")
-    whole = response.status_code in (200, 206) and length == str(chosen[0].size)
-    return _counted(request, response, share, chosen, whole)
+    return _counted(request, downloads.file_response(request, stored), share, session, single=(stored, start))
 
 
 @route("/s/{token:str}/zip", http_method=["GET"], sync_to_thread=True)
 def download_zip(request: Request, token: str) -> Response:
-    share = _unlocked(request, token)
-    chosen = [f for f in shares.share_files(common.db(request).conn, share.id)
-              if links.downloads_left(common.db(request), share, f.id)]
+    share, session = _unlocked(request, token)
+    database, who = common.db(request), common.who(request)
+    chosen = [f for f in shares.share_files(database.conn, share.id)
+              if links.start_download(database, who, share, f, session, 0)]
     if not chosen:
         return common.render(request, "links/limit.html", status_code=410)
-    return _counted(request, downloads.zip_response(request, chosen), share, chosen, True)
+    return _counted(request, downloads.zip_response(request, chosen), share, session, zipped=chosen)
 
 
 @route("/p/{token:str}", http_method=["GET", "HEAD"], name="password_link", sync_to_thread=True)

@@ -22,7 +22,7 @@ STATUS_NAMES = {
 EVENT_NAMES = {
     "access": i18n.N_("Opened with the password"), "access_refused": i18n.N_("Wrong password"),
     "locked": i18n.N_("Locked after wrong passwords"), "download": i18n.N_("Downloaded completely"),
-    "download_partial": i18n.N_("Download started, not completed"),
+    "download_start": i18n.N_("Download started"),
 }
 
 
@@ -134,7 +134,7 @@ def show_share(request: Request, share_id: str) -> Template:
 def revoke_share(request: Request, share_id: str) -> Redirect:
     share = _visible(request, share_id)
     if share.status() not in ("deleted", "revoked"):
-        shares.revoke(common.db(request), request.app.state.config.files_dir, common.who(request), share)
+        shares.revoke(common.db(request), request.app.state.config, common.who(request), share)
     return Redirect(f"/shares/{share_id}?notice=revoked", status_code=303)
 
 
@@ -160,7 +160,7 @@ def extend_share(request: Request, share_id: str, data: Annotated[ExtendForm, FO
 def delete_share(request: Request, share_id: str) -> Redirect:
     share = _visible(request, share_id)
     if share.status() != "deleted":
-        shares.delete(common.db(request), request.app.state.config.files_dir, common.who(request), share)
+        shares.delete(common.db(request), request.app.state.config, common.who(request), share)
     return Redirect(f"/shares/{share_id}?notice=deleted", status_code=303)
 
 

@@ -40,11 +40,17 @@ def test_send_files_and_download_them_as_the_recipient(page, browser, server, tm
     page.get_by_role("link", name="Send files").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Send files")
     check_accessibility(page)
+    refreshes = []
+    page.on("request", lambda r: "/shares/new/files" in r.url and refreshes.append(r.url))
+    page.get_by_label("Message (in the e-mail)").fill("Voici les données demandées.")
+    page.get_by_label("Your own password (optional)").fill("typed then cleared")
     page.evaluate(DROP, [[["rapport 2026.csv", report], ["notes.csv", notes]]])
     for name in ("rapport 2026.csv", "notes.csv"):
         page.get_by_role("checkbox", name=re.compile(re.escape(name))).check(timeout=30_000)
+    # The list refreshes after each upload; the form's other fields never travel in its URL.
+    assert refreshes and not any("message" in url or "password" in url or "csrf" in url for url in refreshes)
+    page.get_by_label("Your own password (optional)").fill("")
     page.get_by_label("Recipients' e-mail addresses").fill("dr.dupont@hopital.example")
-    page.get_by_label("Message (in the e-mail)").fill("Voici les données demandées.")
     page.get_by_label("Language of the e-mail").select_option("fr")
     page.get_by_label("Also make a one-time link").check()
     page.get_by_role("button", name="Send", exact=True).click()
