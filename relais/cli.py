@@ -59,6 +59,10 @@ def serve(config, create_app) -> int:
     key_file = config.resolved_master_key_file
     key_existed = key_file.exists()
     app = create_app(config)
+    # Before serving, nothing can be using data/tmp: what is there was left by a crash.
+    from relais import retention
+
+    retention.clear_tmp(config.tmp_dir)
     if not key_existed:
         print(f"\n  Created the master key {key_file}: it unlocks every stored file. In production keep it\n"
               f"  outside the data folder (RELAIS_MASTER_KEY_FILE) and back it up apart from the data.", flush=True)

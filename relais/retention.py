@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
+from pathlib import Path
 
-from relais import auth, files, shares, uploads
+from relais import auth, clock, files, shares, uploads
 
 log = logging.getLogger("relais.retention")
 
@@ -22,7 +24,20 @@ def purge_all(state) -> dict[str, int]:
         "uploads": uploads.purge_expired(database, files_dir),
         "shares": shares.purge(database, state.config),
         "orphans": files.purge_orphans(database, files_dir),
+        "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),
     }
+
+
+def clear_tmp(tmp_dir: Path, older_than: timedelta | None = None) -> int:
+    """Remove what requests left in data/tmp (a crash mid-request). With ``older_than`` only what
+    no request can still be using; without it everything (at start, before serving)."""
+    cutoff = (clock.now() - older_than).timestamp() if older_than else None
+    removed = 0
+    for path in Path(tmp_dir).iterdir():
+        if path.is_file() and (cutoff is None or path.stat().st_mtime < cutoff):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class Janitor:

@@ -80,3 +80,16 @@ def test_tokens_never_reach_the_access_log():
     RedactTokens().filter(record)
     line = record.getMessage()
     assert "SECRETtoken123" not in line and "/s/…/files/abc" in line
+
+
+def test_purge_clears_old_temporary_files_only(config, app):
+    import os
+    import time
+
+    old, fresh = config.tmp_dir / "tus-old", config.tmp_dir / "tus-fresh"
+    old.write_bytes(b"patient data left by a crash")
+    fresh.write_bytes(b"a request still writing")
+    os.utime(old, (time.time() - 25 * 3600, time.time() - 25 * 3600))
+    result = run(config, "purge")
+    assert "1 temporary files" in result.stdout
+    assert not old.exists() and fresh.exists()
