@@ -9,6 +9,7 @@ from __future__ import annotations
 import unicodedata
 
 from relais.i18n import N_
+from relais.refusal import Refused
 
 # Extension -> media type we serve it as. The client's claimed type is never trusted.
 ALLOWED = {
@@ -55,13 +56,8 @@ REASONS = {
 }
 
 
-class FileRefused(ValueError):
-    """A file, or its name, breaks a rule; ``reason`` is a key of REASONS, ``variables`` fill it in."""
-
-    def __init__(self, reason: str, **variables):
-        super().__init__(reason)
-        self.reason = reason
-        self.variables = variables
+class FileRefused(Refused):
+    """A file, or its name, breaks a rule; ``reason`` is a key of REASONS."""
 
 
 def clean_name(raw: str) -> str:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-import threading
 from datetime import timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from relais import audit, clock
+from relais.background import Worker
 from relais.config import Config
 from relais.db import Database
 from relais.users import UserError, normalize_email
@@ -165,34 +165,15 @@ def _failed(db, row: dict, error: str, delay: int) -> None:
         audit.record(db, audit.SYSTEM, "mail.deferred", row["object"], kind=row["kind"], outbox_id=row["id"], error=error)
 
 
-class Sender:
-    """A daemon thread that sends due mail every few seconds, or at once when woken."""
+class Sender(Worker):
+    """Sends due mail every few seconds, or at once when woken (after a share is created)."""
+
+    name = "relais-mail"
 
     def __init__(self, database: Database, transport: Transport, interval: float = 5.0):
-        self.database, self.transport, self.interval = database, transport, interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(interval)
+        self.database, self.transport = database, transport
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="relais-mail", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=35)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while send_due(self.database, self.transport) == BATCH:
-                    pass
-            except Exception:  # the sender must outlive any one bad message or database hiccup
-                log.exception("mail sender")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def step(self) -> None:
+        while send_due(self.database, self.transport) == BATCH:
+            pass

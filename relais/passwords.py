@@ -15,16 +15,14 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
 
+from relais.refusal import Refused
+
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 
 
-class PasswordRejected(ValueError):
+class PasswordRejected(Refused):
     """The password breaks a rule; ``reason`` is ``too_short``, ``too_long`` or ``too_common``."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class Hasher:

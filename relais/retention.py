@@ -8,11 +8,11 @@ data files no row names, and the files of shares that expired or were revoked (c
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 from relais import auth, clock, files, shares, uploads
+from relais.background import Worker
 
 log = logging.getLogger("relais.retention")
 
@@ -40,30 +40,16 @@ def clear_tmp(tmp_dir: Path, older_than: timedelta | None = None) -> int:
     return removed
 
 
-class Janitor:
-    """Runs purge_all every ``interval`` seconds in a daemon thread."""
+class Janitor(Worker):
+    """Runs purge_all at start and then every ``interval`` seconds."""
+
+    name = "relais-retention"
 
     def __init__(self, state, interval: float = 600):
-        self.state, self.interval = state, interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(interval)
+        self.state = state
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="relais-retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                purged = purge_all(self.state)
-                if any(purged.values()):
-                    log.info("purged %s", purged)
-            except Exception:  # a bad row must not stop retention for good
-                log.exception("retention")
-            if self._stop.wait(self.interval):
-                return
+    def step(self) -> None:
+        purged = purge_all(self.state)
+        if any(purged.values()):
+            log.info("purged %s", purged)

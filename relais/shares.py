@@ -14,6 +14,7 @@ from datetime import timedelta
 from relais import audit, clock, emails, files, i18n, mail, passwords, settings
 from relais.db import Database
 from relais.i18n import N_
+from relais.refusal import Refused
 
 # No look-alikes (0/o, 1/l/i) and lower case only: easy to read out on the phone, 4 groups of 4
 # from 31 symbols = 79 bits, far beyond online guessing with the link's lockout.
@@ -34,11 +35,8 @@ REASONS = {
 }
 
 
-class ShareRefused(ValueError):
-    def __init__(self, reason: str, **variables):
-        super().__init__(reason)
-        self.reason = reason
-        self.variables = variables
+class ShareRefused(Refused):
+    """A share's form breaks a rule; ``reason`` is a key of REASONS."""
 
 
 @dataclass(frozen=True)

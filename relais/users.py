@@ -8,18 +8,15 @@ from datetime import timedelta
 
 from relais import audit, clock, passwords, settings
 from relais.db import Database
+from relais.refusal import Refused
 
 ROLES = ("admin", "staff", "partner")
 # Deliberately plain: one @, no spaces or control characters, a dot in the domain or localhost.
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
 
 
-class UserError(ValueError):
-    """A rule was broken; ``reason`` names it for the message shown to the person."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+class UserError(Refused):
+    """An account rule was broken; ``reason`` names it for the message shown to the person."""
 
 
 @dataclass(frozen=True)

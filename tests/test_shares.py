@@ -56,6 +56,12 @@ def create_share(auth, file_ids, **fields):
                             follow_redirects=False)
 
 
+def link_token(app) -> str:
+    """The link token from the newest share e-mail in the outbox (as the recipient gets it)."""
+    body = app.state.db.query("SELECT body_text FROM outbox WHERE kind = 'share' ORDER BY id DESC LIMIT 1")[0]["body_text"]
+    return re.search(r"/s/([A-Za-z0-9_-]+)", body).group(1)
+
+
 def share_password(page: str) -> str:
     return re.search(r'id="share-password">([^<]+)<', page).group(1)
 
@@ -73,7 +79,7 @@ def shared(app, auth, staff):
     stored = [store(app, staff, "registry-2026.csv", CSV), store(app, staff, "pathology report.pdf", PDF)]
     created = create_share(auth, [s.id for s in stored])
     assert created.status_code == 201, created.text
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     share_id = app.state.db.scalar("SELECT id FROM shares")
     return f"/s/{token}", share_password(created.text), share_id, stored
 
@@ -159,7 +165,7 @@ def test_one_links_session_does_not_open_another(app, auth, staff, shared, guest
     link_a, password_a, _, _ = shared
     other = store(app, staff, "other.csv", b"a;b\n1;2\n")
     create_share(auth, [other.id])
-    token_b = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query("SELECT body_text FROM outbox ORDER BY id")[-1]["body_text"]).group(1)
+    token_b = link_token(app)
     assert unlock(guest, link_a, password_a).status_code == 303
     assert guest.get(f"/s/{token_b}/files/{other.id}").status_code == 404
     assert unlock(guest, f"/s/{token_b}", password_a).status_code == 401
@@ -169,7 +175,7 @@ def test_download_limit_and_partial_downloads(app, auth, staff, guest):
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)
     created = create_share(auth, [stored.id], download_limit="1")
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     link = f"/s/{token}"
     unlock(guest, link, share_password(created.text))
     partial = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-99"})
@@ -188,7 +194,7 @@ def test_ranges_cannot_dodge_the_download_limit(app, auth, staff, guest):
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)
     created = create_share(auth, [stored.id], download_limit="1")
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     link, password = f"/s/{token}", share_password(created.text)
     unlock(guest, link, password)
     assert guest.get(f"{link}/files/{stored.id}").content == CSV
@@ -223,7 +229,7 @@ def test_delete_after_the_first_complete_download(app, config, auth, staff, gues
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)
     created = create_share(auth, [stored.id], delete_after_download="on")
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     link = f"/s/{token}"
     unlock(guest, link, share_password(created.text))
     guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-9"})
@@ -302,7 +308,7 @@ def test_a_typed_password_works(app, auth, staff, guest):
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)
     create_share(auth, [stored.id], password="lighthouse cobalt meadow")
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     assert unlock(guest, f"/s/{token}", "lighthouse cobalt meadow").status_code == 303
 
 
@@ -398,7 +404,7 @@ def test_a_download_in_progress_stops_when_the_share_is_revoked(app, auth, staff
     big = b"id;value\n" + b"1;2\n" * (1024 * 1024)  # 4 MiB: several chunks
     stored = store(app, staff, "big.csv", big)
     created = create_share(auth, [stored.id])
-    token = re.search(r"/s/([A-Za-z0-9_-]+)", app.state.db.query_one("SELECT body_text FROM outbox")["body_text"]).group(1)
+    token = link_token(app)
     unlock(guest, f"/s/{token}", share_password(created.text))
     monkeypatch.setattr(link_views, "CHECK_EVERY", 1)
     monkeypatch.setattr(links, "still_open", lambda database, share_id: False)  # revoked meanwhile
