@@ -3,6 +3,7 @@
     .venv/bin/python bench/transfer.py                  # 1 GiB and 4 GiB, loopback and through Caddy
     .venv/bin/python bench/transfer.py --sizes 0.25     # a quick run
     .venv/bin/python bench/transfer.py --no-copyparty   # without the PyPI peer
+    .venv/bin/python bench/transfer.py --sizes 1 --only tus,bare --repeat 3   # some rows, each 3 times
 
 Clients are curl (streams files from disk, never a bottleneck here). For each transfer it prints
 MB/s and, for Relais, the server's peak resident memory, sampled every 20 ms. Baselines: a bare
@@ -165,6 +166,12 @@ class Relais:
         page = curl(*auth, base + "/files")
         return re.search(r'href="/files/([0-9a-f]+)" download>Download<span class="visually-hidden"> ' + re.escape(name), page).group(1)
 
+    def file_id_or_none(self, base: str, auth: list[str], name: str) -> str | None:
+        try:
+            return self.file_id(base, auth, name)
+        except AttributeError:
+            return None
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -236,10 +243,19 @@ def main() -> int:
     parser.add_argument("--no-caddy", action="store_true")
     parser.add_argument("--parallel", type=int, default=20, help="transfers at once for the memory check")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--only", default="", help="run only these, comma-separated: tus,form,bare,download,files,copyparty,parallel")
+    parser.add_argument("--repeat", type=int, default=1, help="run each transfer this many times (the figures are noisy)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relais-bench-", dir=args.dir))
     results: list[dict] = []
     processes = []
+
+    wanted = set(filter(None, args.only.split(","))) or {"tus", "form", "bare", "download", "files", "copyparty", "parallel"}
+
+    def run(kind, what, path, size, fn, pid=None):
+        if kind in wanted:
+            for _ in range(args.repeat):
+                row(what, path, size, *timed(fn, size, pid))
 
     def row(what, path, size, mbps, peak=None):
         results.append({"what": what, "path": path, "GiB": round(size / GIB, 2), "MB/s": round(mbps), "peak MB": peak})
@@ -266,7 +282,7 @@ def main() -> int:
                               "files": f"https://localhost:{ports['files_tls']}"}
             paths["loopback"]["files"] = f"http://127.0.0.1:{ports['files']}"
         peer = None
-        if not args.no_copyparty:
+        if not args.no_copyparty and "copyparty" in wanted:
             process, peer = copyparty(work)
             processes.append(process)
 
@@ -277,26 +293,42 @@ def main() -> int:
             for label, urls in paths.items():
                 auth = relais.login(urls["relais"])
                 name = f"tus-{label}-{gib}.gz"
-                row("Relais tus upload (one PATCH)", label, size, *timed(lambda: relais.tus_upload(urls["relais"], auth, source, name), size, relais.process.pid))
-                form_name = f"form-{label}-{gib}.gz"
-                row("Relais form upload", label, size, *timed(lambda: relais.form_upload(urls["relais"], auth, source, form_name), size, relais.process.pid))
-                row("bare ASGI upload (baseline)", label, size, *timed(lambda: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"), size))
-                file_id = relais.file_id(urls["relais"], auth, name)
-                row("Relais download", label, size, *timed(lambda: curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), size, relais.process.pid))
+                counter = iter(range(1000))
+                run("tus", "Relais tus upload (one PATCH)", label, size,
+                    lambda: relais.tus_upload(urls["relais"], auth, source, f"{next(counter)}-{name}"), relais.process.pid)
+                run("form", "Relais form upload", label, size,
+                    lambda: relais.form_upload(urls["relais"], auth, source, f"{next(counter)}-form-{label}-{gib}.gz"), relais.process.pid)
+                run("bare", "bare ASGI upload (baseline)", label, size,
+                    lambda: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"))
+                if "download" in wanted:
+                    if "tus" not in wanted:
+                        relais.tus_upload(urls["relais"], auth, source, f"0-{name}")
+                    file_id = relais.file_id(urls["relais"], auth, f"0-{name}")
+                    run("download", "Relais download", label, size,
+                        lambda: curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), relais.process.pid)
                 if "files" in urls:
-                    row("Caddy file_server download (baseline)", label, size, *timed(lambda: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"), size))
+                    run("files", "Caddy file_server download (baseline)", label, size,
+                        lambda: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"))
                 for f in bare_dir.iterdir():
                     f.unlink()
             if peer:
                 peer_url = f"http://127.0.0.1:{peer}"
-                row("copyparty curl -T upload (peer)", "loopback", size, *timed(lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"), size))
-                row("copyparty download (peer)", "loopback", size, *timed(lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"), size))
+                run("copyparty", "copyparty curl -T upload (peer)", "loopback", size,
+                    lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"))
+                run("copyparty", "copyparty download (peer)", "loopback", size,
+                    lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"))
             source.unlink()
 
+        if "parallel" not in wanted:
+            return 0
         # Memory with many transfers at once: parallel downloads of the first size, then parallel tus uploads.
         auth = relais.login(relais.url)
         gib = float(args.sizes.split(",")[0])
-        file_id = relais.file_id(relais.url, auth, f"tus-loopback-{gib}.gz")
+        if not relais.file_id_or_none(relais.url, auth, f"0-tus-loopback-{gib}.gz"):
+            make_file(files_dir / "parallel-src.gz", int(gib * GIB))
+            relais.tus_upload(relais.url, auth, files_dir / "parallel-src.gz", f"0-tus-loopback-{gib}.gz")
+            (files_dir / "parallel-src.gz").unlink()
+        file_id = relais.file_id(relais.url, auth, f"0-tus-loopback-{gib}.gz")
         size = int(gib * GIB)
         with PeakMemory(relais.process.pid) as memory:
             start_time = time.perf_counter()

@@ -138,7 +138,7 @@ class _FormReceiver:
                 name, media_type = await _run(files.check_new, self.database, self.user.id, part.filename, None)
                 file_id, writer = await _run(files.begin, self.database, self.master, self.files_dir, self.user.id,
                                              name, media_type)
-                self.current = {"id": file_id, "writer": writer, "block": bytearray(), "size": 0,
+                self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
                                 "pipeline": streaming.Pipeline(writer.write)}
 
     async def data(self, chunk) -> None:
@@ -151,10 +151,11 @@ class _FormReceiver:
             current["size"] += len(chunk)
             if current["size"] > self.max_size:
                 raise files.FileRefused("too_large", limit=self.max_size // (1024 * 1024))
-            current["block"] += chunk
-            if len(current["block"]) >= streaming.BLOCK:  # encrypted and written off the event loop
-                await current["pipeline"].write(current["block"])
-                current["block"] = bytearray()
+            current["parts"].append(chunk)
+            current["block_size"] += len(chunk)
+            if current["block_size"] >= streaming.BLOCK:  # encrypted and written off the event loop
+                await current["pipeline"].write(b"".join(current["parts"]))
+                current["parts"], current["block_size"] = [], 0
 
     async def end_part(self) -> None:
         if self.token is not None:
@@ -165,8 +166,8 @@ class _FormReceiver:
         elif self.current is not None:
             current, self.current = self.current, None
             try:
-                if current["block"]:
-                    await current["pipeline"].write(current["block"])
+                if current["parts"]:
+                    await current["pipeline"].write(b"".join(current["parts"]))
                 await current["pipeline"].drain()
                 await _run(files.complete, self.database, self.master, self.files_dir, self.who, current["id"],
                            current["writer"])

@@ -1,8 +1,9 @@
 """Request bodies in large blocks, written by a worker thread while the next block arrives.
 
-Encrypting, hashing and writing happen in a worker thread (``cryptography`` and ``hashlib`` release
-the GIL), so the event loop keeps serving other requests. One block is written while the next is
-received: awaiting each write before reading on would leave the socket idle half of the time.
+Hashing happens in a worker thread, encrypting and writing in the writer's sealing thread
+(``cryptography`` and ``hashlib`` release the GIL), so the event loop keeps serving other requests
+and the three stages use both cores. One block is written while the next is received: awaiting
+each write before reading on would leave the socket idle half of the time.
 """
 
 from __future__ import annotations
@@ -25,38 +26,40 @@ class TooMuchData(Exception):
     """The body is longer than announced."""
 
 
-async def blocks(request: Request, limit: float) -> AsyncIterator[bytearray]:
+async def blocks(request: Request, limit: float) -> AsyncIterator[bytes]:
     """The body in blocks of at least BLOCK bytes (the last may be shorter), at most ``limit`` bytes.
 
     Raises TooMuchData past the limit, and Disconnected, after the bytes that did arrive, when the
-    client goes away (Litestar reports that as an InternalServerException).
+    client goes away (Litestar reports that as an InternalServerException). Blocks are immutable
+    bytes, joined once from the server's chunks, so the writer may keep them without a copy.
     """
-    block, received = bytearray(), 0
+    parts, size, received = [], 0, 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
                 raise TooMuchData()
-            block += chunk
-            if len(block) >= BLOCK:
-                yield block
-                block = bytearray()
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= BLOCK:
+                yield b"".join(parts)
+                parts, size = [], 0
     except InternalServerException:
-        if block:
-            yield block
+        if parts:
+            yield b"".join(parts)
         raise Disconnected() from None
-    if block:
-        yield block
+    if parts:
+        yield b"".join(parts)
 
 
 class Pipeline:
     """Runs ``write(block)`` in a worker thread, at most one at a time, without waiting for it."""
 
-    def __init__(self, write: Callable[[bytearray], object]):
+    def __init__(self, write: Callable[[bytes], object]):
         self._write = write
         self._pending: asyncio.Future | None = None
 
-    async def write(self, block: bytearray) -> None:
+    async def write(self, block: bytes) -> None:
         await self.drain()
         self._pending = asyncio.ensure_future(to_thread.run_sync(self._write, block))
 

@@ -1,8 +1,8 @@
 """tus 1.0.0 under /tus/: creation, HEAD, PATCH, termination, expiration and checksum.
 
 https://tus.io/protocols/resumable-upload. Bodies are streamed from ``request.stream()``, gathered
-into blocks of at least 1 MiB and handed to a worker thread, which encrypts and writes them, so the
-event loop never waits on the disk or the cipher. Every upload is bound to the session that
+into blocks of at least 1 MiB and handed to worker threads, which hash, encrypt and write them, so
+the event loop never waits on the disk or the cipher. Every upload is bound to the session that
 created it: anyone else gets 404, as if it did not exist.
 
 CSRF: tus clients send ``x-csrftoken`` as a header. Litestar's CSRF middleware reads only the
@@ -13,6 +13,7 @@ HEAD and OPTIONS are safe methods and change nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -207,22 +208,32 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
 
 
 async def _receive(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
-    """Stream into the writer, checkpointing on the way and at the end, even after a disconnect."""
+    """Stream into the writer, checkpointing on the way and at the end, even after a disconnect.
+
+    A checkpoint on the way runs beside the writes that follow it (it makes durable what was
+    written when it started), so the body keeps flowing while the disk catches up.
+    """
     pipeline, since_checkpoint, problem = streaming.Pipeline(writer.write), 0, None
+    checkpointing: asyncio.Future | None = None
     try:
         async for block in streaming.blocks(request, upload.length - writer.offset):
             await pipeline.write(block)
             since_checkpoint += len(block)
             if since_checkpoint >= uploads.CHECKPOINT_BYTES:
-                await pipeline.drain()
-                await _run(uploads.checkpoint, database, upload, writer)
+                if checkpointing is not None:
+                    await checkpointing
+                checkpointing = asyncio.ensure_future(_run(uploads.checkpoint, database, upload, writer))
                 since_checkpoint = 0
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.TooMuchData:
         problem = _response(413, text=TOO_MUCH)
     finally:
-        await pipeline.drain()
+        try:
+            await pipeline.drain()
+        finally:
+            if checkpointing is not None:
+                await checkpointing
     offset = await _run(uploads.checkpoint, database, upload, writer)
     return offset, problem
 
