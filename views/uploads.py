@@ -20,14 +20,13 @@ import functools
 import hashlib
 import hmac
 import logging
-import os
-import secrets
 from email.utils import format_datetime
 
 from anyio import to_thread
 from litestar import Request, Response, Router, delete, head, patch, post, route
 
 from relais import clock, files, storage, uploads
+from relais.spool import Spool
 from views import common, streaming
 
 log = logging.getLogger("relais")
@@ -239,26 +238,23 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
 
 
 async def _receive_checked(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
-    """With Upload-Checksum the chunk is spooled to data/tmp and verified before the writer sees it."""
+    """With Upload-Checksum the chunk is held in an encrypted spool in data/tmp and verified before
+    the writer sees a byte of it."""
     name, expected = checksum
-    spool = request.app.state.config.tmp_dir / f"tus-{secrets.token_hex(8)}"
     hasher = CHECKSUMS[name]()
-    try:
-        with open(os.open(spool, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b") as f:
-            try:
-                async for block in streaming.blocks(request, upload.length - writer.offset):
-                    await _run(lambda b: (hasher.update(b), f.write(b)), block)
-            except streaming.Disconnected:
-                return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
-            except streaming.TooMuchData:
-                return writer.offset, _response(413, text=TOO_MUCH)
-            if not hmac.compare_digest(hasher.digest(), expected):
-                return writer.offset, _response(460, text="Checksum mismatch: the chunk was not stored.")
-            f.seek(0)
-            while block := await _run(f.read, streaming.BLOCK):
-                await _run(writer.write, block)
-    finally:
-        spool.unlink(missing_ok=True)
+    with Spool(request.app.state.config.tmp_dir) as held:
+        try:
+            async for block in streaming.blocks(request, upload.length - writer.offset):
+                await _run(lambda b: (hasher.update(b), held.write(b)), block)
+        except streaming.Disconnected:
+            return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
+        except streaming.TooMuchData:
+            return writer.offset, _response(413, text=TOO_MUCH)
+        if not hmac.compare_digest(hasher.digest(), expected):
+            return writer.offset, _response(460, text="Checksum mismatch: the chunk was not stored.")
+        plaintext = held.blocks()
+        while (block := await _run(next, plaintext, None)) is not None:
+            await _run(writer.write, block)
     return await _run(uploads.checkpoint, database, upload, writer), None
 
 
