@@ -12,6 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, pass_context
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -48,7 +49,7 @@ def _template_engine() -> JinjaTemplateEngine:
 def create_app(config: Config | None = None) -> Litestar:
     """Wire the application for ``config`` (from the environment when None)."""
     config = config or from_env()
-    state = setup.prepare(config)
+    state = State(setup.prepare(config))
     janitor = retention.Janitor(state)
     return Litestar(
         route_handlers=[

@@ -6,8 +6,6 @@ import os
 import secrets
 from pathlib import Path
 
-from litestar.datastructures import State
-
 from relais import mail
 from relais.config import Config
 from relais.db import Database
@@ -30,16 +28,16 @@ def load_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def prepare(config: Config) -> State:
+def prepare(config: Config) -> dict:
     """Everything the app needs, in ``app.state``: config, database, password hasher, secrets."""
     ensure_dirs(config)
     database = Database(config.db_path)
     database.migrate()
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
     mail_sender = mail.Sender(database, mail.Transport(config))
-    return State(
-        {"config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
-         # Wraps every file's key; created on first start (keep it outside data/ in production).
-         "master_key": load_master_key(config.resolved_master_key_file, create=True),
-         "mail_sender": mail_sender}
-    )
+    return {
+        "config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
+        # Wraps every file's key; created on first start (keep it outside data/ in production).
+        "master_key": load_master_key(config.resolved_master_key_file, create=True),
+        "mail_sender": mail_sender,
+    }
