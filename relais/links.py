@@ -268,7 +268,7 @@ def password_link_valid(database: Database, token: str) -> bool:
 
 def reveal_password(database: Database, who: audit.Who, token: str) -> str | None:
     """Show the password once: the row is deleted in the same transaction that reads it."""
-    if not token or len(token) > 100:
+    if not token or len(token) > 100 or throttle.client_locked(database.conn, who.ip):
         return None
 
     def take(db):
@@ -278,6 +278,7 @@ def reveal_password(database: Database, who: audit.Who, token: str) -> str | Non
         ).fetchone()
         if row is None:
             audit.record(db, who, "share.password_link_refused")
+            throttle.count_client_failure(db, who.ip)
             return None
         db.execute("DELETE FROM password_links WHERE token_hash = ?", [passwords.token_hash(token)])
         audit.record(db, who, "share.password_link_opened", row[0])

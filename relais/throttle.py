@@ -47,5 +47,17 @@ def count_failure(db, key: str, threshold: int, max_minutes: int) -> int:
     return failures if locked_until else 0
 
 
+def client_locked(conn, ip: str) -> bool:
+    return locked_for(conn, [f"ip:{ip}"]) > 0
+
+
+def count_client_failure(db, ip: str) -> None:
+    """A wrong token or password from this address (inside a write): past the setting's number of
+    failures the address is refused for a while, everywhere, without further checks or audit rows."""
+    from relais import settings
+
+    count_failure(db, f"ip:{ip}", settings.get(db, "client_failures_before_lock"), settings.get(db, "login_lock_minutes"))
+
+
 def clear(db, key: str) -> None:
     db.execute("DELETE FROM login_throttle WHERE key = ?", [key])

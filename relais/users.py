@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings
+from relais import audit, clock, passwords, settings, throttle
 from relais.db import Database
 from relais.refusal import Refused
 
@@ -169,6 +169,8 @@ def peek_login_link(database: Database, token: str) -> User | None:
 
 def use_login_link(database: Database, who: audit.Who, token: str) -> User | None:
     """Consume the link: it works once. Returns its account, or None if used, expired or unknown."""
+    if throttle.client_locked(database.conn, who.ip):
+        return None
 
     def consume(db):
         now = clock.now_iso()
@@ -179,6 +181,7 @@ def use_login_link(database: Database, who: audit.Who, token: str) -> User | Non
         ).fetchone()
         if row is None:
             audit.record(db, who, "user.login_link_refused")
+            throttle.count_client_failure(db, who.ip)
             return None
         db.execute("UPDATE login_tokens SET used_at = ? WHERE token_hash = ?", [now, passwords.token_hash(token)])
         # The person must choose a password now; the link alone is not a standing credential. The

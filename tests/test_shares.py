@@ -440,3 +440,16 @@ def test_locked_shares_are_purged(app, config, shared):
     app.state.db.execute("UPDATE shares SET locked_at = '2026-01-01T00:00:00+00:00' WHERE id = ?", [share_id])
     assert retention.purge_all(app.state)["shares"] == 1
     assert not (config.files_dir / stored[0].storage_name).exists()
+
+
+def test_guessing_password_links_is_throttled(app, guest):
+    for i in range(25):
+        guest.post(f"/p/guess{i}", data={"_csrf_token": guest.cookies.get("__Host-csrf") or csrf(guest)})
+    refused = app.state.db.scalar("SELECT count(*) FROM audit_log WHERE action = 'share.password_link_refused'")
+    assert refused == 20  # then the address is locked: no more checks, no more rows
+    assert app.state.db.scalar("SELECT count(*) FROM audit_log WHERE action = 'login.lockout'") == 0
+
+
+def csrf(browser) -> str:
+    browser.get("/login")
+    return browser.cookies["__Host-csrf"]
