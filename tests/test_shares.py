@@ -62,6 +62,14 @@ def link_token(app) -> str:
     return re.search(r"/s/([A-Za-z0-9_-]+)", body).group(1)
 
 
+def share_one_file(app, auth, staff, **fields):
+    """Log in, store registry.csv and share it; returns (link, password, stored file, creation page)."""
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], **fields)
+    return f"/s/{link_token(app)}", share_password(created.text), stored, created
+
+
 def share_password(page: str) -> str:
     return re.search(r'id="share-password">([^<]+)<', page).group(1)
 
@@ -172,12 +180,8 @@ def test_one_links_session_does_not_open_another(app, auth, staff, shared, guest
 
 
 def test_download_limit_and_partial_downloads(app, auth, staff, guest):
-    auth.login()
-    stored = store(app, staff, "registry.csv", CSV)
-    created = create_share(auth, [stored.id], download_limit="1")
-    token = link_token(app)
-    link = f"/s/{token}"
-    unlock(guest, link, share_password(created.text))
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
+    unlock(guest, link, password)
     partial = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-99"})
     assert partial.status_code == 206 and partial.content == CSV[:100]
     assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None  # a part is not a download
@@ -191,11 +195,7 @@ def test_download_limit_and_partial_downloads(app, auth, staff, guest):
 
 
 def test_ranges_cannot_dodge_the_download_limit(app, auth, staff, guest):
-    auth.login()
-    stored = store(app, staff, "registry.csv", CSV)
-    created = create_share(auth, [stored.id], download_limit="1")
-    token = link_token(app)
-    link, password = f"/s/{token}", share_password(created.text)
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
     unlock(guest, link, password)
     assert guest.get(f"{link}/files/{stored.id}").content == CSV
     with TestClient(app, base_url=BASE_URL) as other:
@@ -226,12 +226,8 @@ def test_a_download_cut_off_is_not_complete(app, auth, staff, guest):
 
 
 def test_delete_after_the_first_complete_download(app, config, auth, staff, guest):
-    auth.login()
-    stored = store(app, staff, "registry.csv", CSV)
-    created = create_share(auth, [stored.id], delete_after_download="on")
-    token = link_token(app)
-    link = f"/s/{token}"
-    unlock(guest, link, share_password(created.text))
+    link, password, stored, _ = share_one_file(app, auth, staff, delete_after_download="on")
+    unlock(guest, link, password)
     guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-9"})
     assert (config.files_dir / stored.storage_name).exists()
     assert guest.get(f"{link}/files/{stored.id}").content == CSV

@@ -7,14 +7,12 @@ import io
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import to_thread
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, passwords, settings, users
+from relais import audit, settings, users
 from relais.i18n import N_
 from views import common
-from views.auth import FORM, PASSWORD_ERRORS
 
 USER_ERRORS = {
     "invalid_email": N_("Enter a valid e-mail address, such as name@example.org."),
@@ -49,7 +47,7 @@ def list_users(request: Request) -> Template:
 
 
 @post("/users", sync_to_thread=True)
-def create_user(request: Request, data: Annotated[NewUserForm, FORM]) -> Template:
+def create_user(request: Request, data: Annotated[NewUserForm, common.FORM]) -> Template:
     """Create a staff or admin account; its one-time login link is shown once, here."""
     if data.role not in ("staff", "admin"):
         data.role = ""
@@ -140,7 +138,7 @@ async def save_settings(request: Request) -> Template | Redirect:
         for name, value in changes.items():
             settings.set_value(db, who, user.id, name, value)
 
-    await to_thread.run_sync(database.write, save)
+    await common.in_thread(database.write, save)
     return Redirect("/admin/settings?saved", status_code=303)
 
 

@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from litestar import Request, Router, get, post, route
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from relais import auth, passwords, terms, users
 from relais.i18n import N_
 from views import common
 
-FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 PASSWORD_ERRORS = {
     "too_short": N_("Choose a password of at least 12 characters."),
@@ -56,7 +53,7 @@ def show_login(request: Request, next: str = "") -> Template | Redirect:
 
 
 @post("/login", sync_to_thread=True)
-def submit_login(request: Request, data: Annotated[LoginForm, FORM]) -> Template | Redirect:
+def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> Template | Redirect:
     """Check the password; on success a fresh session id (never the one the browser came with)."""
     if (old := request.scope.get("auth")) is not None:
         auth.logout(common.db(request), common.who(request), old)
@@ -118,7 +115,7 @@ def show_password(request: Request) -> Template:
 
 
 @post("/account/password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
-def submit_password(request: Request, data: Annotated[PasswordForm, FORM]) -> Template | Redirect:
+def submit_password(request: Request, data: Annotated[PasswordForm, common.FORM]) -> Template | Redirect:
     """Change the password; a link-login (must_change_password) needs no current password."""
     user, database = common.current_user(request), common.db(request)
     error = ""

@@ -5,13 +5,18 @@ Views stay thin: they read input, call the core (``relais.*``) and return one of
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import quote, urlsplit
 
+from anyio import to_thread
+from babel.numbers import format_decimal
 from litestar import Request
+from litestar.enums import RequestEncodingType
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from relais import audit, i18n
@@ -21,6 +26,10 @@ from relais.users import User
 
 SESSION_COOKIE = "__Host-relais_session"
 LANGUAGE_COOKIE = "__Host-relais_lang"
+
+
+# ``data: Annotated[SomeForm, FORM]``: a plain HTML form, missing fields taking the dataclass defaults.
+FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 
 class PasswordChangeRequired(Exception):
@@ -151,3 +160,15 @@ def set_session_cookie(response, token: str, secure: bool) -> None:
 
 def clear_session_cookie(response, secure: bool) -> None:
     response.set_cookie(SESSION_COOKIE, "", path="/", secure=secure, httponly=True, samesite="lax", max_age=0)
+
+
+async def in_thread(fn, *args):
+    """Run blocking core work (database, disk, argon2) in a worker thread from an async handler."""
+    return await to_thread.run_sync(functools.partial(fn, *args))
+
+
+def human_size(lang: str, size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{format_decimal(size, format='#,##0.#', locale=lang)} {unit}"
+        size /= 1000

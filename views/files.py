@@ -10,12 +10,9 @@ HMAC, and it must arrive as the first field, before any byte of a file is accept
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 
-from anyio import to_thread
-from babel.numbers import format_decimal
 from litestar import Request, Router, get, post
 from litestar.exceptions import InternalServerException, NotFoundException
 from litestar.middleware.csrf import CSRF_SECRET_LENGTH, generate_csrf_hash
@@ -40,20 +37,13 @@ class _FormProblem(Exception):
         self.status, self.message, self.variables = status, message, variables
 
 
-def human_size(lang: str, size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{format_decimal(size, format='#,##0.#', locale=lang)} {unit}"
-        size /= 1000
-
-
 def _page(request: Request, status: int = 200, error: str = "", partial: bool = False) -> Template:
     user = common.current_user(request)
     template = "files/_list.html" if partial else "files/page.html"
     notice = request.query_params.get("notice", "")
     return common.render(
         request, template, status_code=status, files=files.list_files(common.db(request), user.id), error=error,
-        notice=NOTICES.get(notice, ""), size=functools.partial(human_size, common.lang(request)),
+        notice=NOTICES.get(notice, ""),
         max_size=files.limits(common.db(request))[0],
     )
 
@@ -97,19 +87,15 @@ async def upload_form(request: Request) -> Template | Redirect:
     """The form upload for browsers without JavaScript; same rules as tus, nothing kept of a refused file."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != "multipart/form-data" or not options.get("boundary"):
-        return await _run(_page, request, 400, common.gettext(request, "Choose a file to upload."))
+        return await common.in_thread(_page, request, 400, common.gettext(request, "Choose a file to upload."))
     try:
         count = await _receive_form(request, options["boundary"])
     except _FormProblem as problem:
         message = common.gettext(request, problem.message, **problem.variables)
-        return await _run(_page, request, problem.status, message)
+        return await common.in_thread(_page, request, problem.status, message)
     if count == 0:
-        return await _run(_page, request, 400, common.gettext(request, "Choose a file to upload."))
+        return await common.in_thread(_page, request, 400, common.gettext(request, "Choose a file to upload."))
     return Redirect("/files?notice=uploaded", status_code=303)
-
-
-async def _run(fn, *args):
-    return await to_thread.run_sync(functools.partial(fn, *args))
 
 
 STALE_FORM = N_("This form was open too long or came from another site. Reload the page and try again.")
@@ -135,8 +121,8 @@ class _FormReceiver:
             if not self.token_checked:  # a file before a valid token: refused before a byte is stored
                 raise _FormProblem(403, STALE_FORM)
             if part.filename:  # a file input left empty sends a part without a name: nothing to store
-                name, media_type = await _run(files.check_new, self.database, self.user.id, part.filename, None)
-                file_id, writer = await _run(files.begin, self.database, self.master, self.files_dir, self.user.id,
+                name, media_type = await common.in_thread(files.check_new, self.database, self.user.id, part.filename, None)
+                file_id, writer = await common.in_thread(files.begin, self.database, self.master, self.files_dir, self.user.id,
                                              name, media_type)
                 self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
                                 "pipeline": streaming.Pipeline(writer.write)}
@@ -169,7 +155,7 @@ class _FormReceiver:
                 if current["parts"]:
                     await current["pipeline"].write(b"".join(current["parts"]))
                 await current["pipeline"].drain()
-                await _run(files.complete, self.database, self.master, self.files_dir, self.who, current["id"],
+                await common.in_thread(files.complete, self.database, self.master, self.files_dir, self.who, current["id"],
                            current["writer"])
             except BaseException:
                 self.current = current  # so that abort() removes it
@@ -184,13 +170,13 @@ class _FormReceiver:
             except Exception:
                 pass  # the error that brought us here is being reported already
             self.current["writer"].close()
-            await _run(files.discard, self.database, self.files_dir, self.current["id"])
+            await common.in_thread(files.discard, self.database, self.files_dir, self.current["id"])
             self.current = None
 
 
 async def _receive_form(request: Request, boundary: str) -> int:
     """Parse the body as it arrives; returns how many files were stored."""
-    receiver = _FormReceiver(request, (await _run(files.limits, request.app.state.db))[0])
+    receiver = _FormReceiver(request, (await common.in_thread(files.limits, request.app.state.db))[0])
     parser = PushMultipartParser(boundary, max_segment_count=1000)
     try:
         async for chunk in request.stream():

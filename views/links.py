@@ -11,15 +11,13 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CancelScope, to_thread
+from anyio import CancelScope
 from litestar import Request, Router, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
 from relais import links, passwords, shares, terms, users
 from views import common, downloads
-from views.auth import FORM
-from views.files import human_size
 
 
 @dataclass
@@ -41,10 +39,10 @@ def _invalid(request: Request) -> Template:
 def _files_page(request: Request, token: str, share: shares.Share) -> Template:
     database = common.db(request)
     owner = users.get(database, share.owner_id)
+    listed = shares.share_files(database.conn, share.id)
     return common.render(
-        request, "links/files.html", token=token, share=share, owner=owner,
-        files=shares.share_files(database.conn, share.id), size=lambda n: human_size(common.lang(request), n),
-        left={f.id: links.downloads_left(database, share, f.id) for f in shares.share_files(database.conn, share.id)},
+        request, "links/files.html", token=token, share=share, owner=owner, files=listed,
+        left={f.id: links.downloads_left(database, share, f.id) for f in listed},
     )
 
 
@@ -64,7 +62,7 @@ def open_link(request: Request, token: str) -> Template:
 
 
 @post("/s/{token:str}", sync_to_thread=True)
-def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, FORM]) -> Template | Redirect:
+def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
     """The password and the Access button; accepting the terms is recorded with the access."""
     state = request.app.state
     result = links.unlock(state.db, state.hasher, common.who(request), token, data.password, state.config.base_url)
@@ -106,7 +104,7 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
         sent, finished = 0, False
         try:
             async for n, chunk in _numbered(inner):
-                if n and n % CHECK_EVERY == 0 and not await to_thread.run_sync(links.still_open, state.db, share.id):
+                if n and n % CHECK_EVERY == 0 and not await common.in_thread(links.still_open, state.db, share.id):
                     return  # the connection ends early; the client sees an incomplete download
                 sent += len(chunk)
                 yield chunk
@@ -119,7 +117,7 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
             if done:
                 # Shielded: a client that disconnects cancels the response, never the bookkeeping.
                 with CancelScope(shield=True):
-                    await to_thread.run_sync(links.record_download, state.db, who, share, done, session, state.config)
+                    await common.in_thread(links.record_download, state.db, who, share, done, session, state.config)
 
     response.iterator = counting()
     return response

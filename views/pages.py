@@ -75,7 +75,11 @@ def template_globals() -> dict:
             for code in i18n.LANGUAGES
         ]
 
-    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links}
+    @pass_context
+    def size(ctx, n: int) -> str:
+        return common.human_size(context_lang(ctx), n)
+
+    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links, "size": size}
 
 
 def context_lang(ctx) -> str:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import to_thread
 from litestar import Request, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
 from relais import files, i18n, passwords, settings, shares
 from views import common
-from views.auth import FORM
-from views.files import human_size
 
 STATUS_NAMES = {
     "active": i18n.N_("Active"), "expired": i18n.N_("Expired"), "revoked": i18n.N_("Revoked"),
@@ -33,7 +30,7 @@ def _form_page(request: Request, status: int = 200, error: str = "", form: dict 
     form = form or {"language": common.lang(request), "expires_days": values["share_default_days"], "file_ids": []}
     return common.render(
         request, "shares/new.html", status_code=status, error=error, form=form, available=available,
-        max_days=values["share_max_days"], languages=i18n.NAMES, size=lambda n: human_size(common.lang(request), n),
+        max_days=values["share_max_days"], languages=i18n.NAMES,
         max_size=files.limits(database)[0],
     )
 
@@ -57,8 +54,7 @@ def file_choices(request: Request) -> Template:
     seen = set(request.query_params.getall("seen", []))
     available = files.list_files(common.db(request), common.current_user(request).id)
     chosen |= {f.id for f in available if f.id not in seen}
-    return common.render(request, "shares/_file_choices.html", available=available, chosen=chosen,
-                         size=lambda n: human_size(common.lang(request), n))
+    return common.render(request, "shares/_file_choices.html", available=available, chosen=chosen)
 
 
 @post("/")
@@ -81,20 +77,20 @@ async def create_share(request: Request) -> Template:
             delete_after_download=data["delete_after_download"], password=data["password"],
         )
         state = request.app.state
-        share, token, password, password_token = await to_thread.run_sync(
-            lambda: shares.create(state.db, state.hasher, common.who(request), common.current_user(request), new,
-                                  state.config.base_url, password_link=data["password_link"])
+        share, token, password, password_token = await common.in_thread(
+            shares.create, state.db, state.hasher, common.who(request), common.current_user(request), new,
+            state.config.base_url, data["password_link"],
         )
     except shares.ShareRefused as exc:
         if exc.reason == "bad_expiry":
             exc.variables.setdefault("days", settings.get(common.db(request).conn, "share_max_days"))
         message = common.gettext(request, shares.REASONS[exc.reason], **exc.variables)
-        return await to_thread.run_sync(lambda: _form_page(request, 400, message, {**data, "password": ""}))
+        return await common.in_thread(_form_page, request, 400, message, {**data, "password": ""})
     except passwords.PasswordRejected as exc:
         from views.auth import PASSWORD_ERRORS
 
         message = common.gettext(request, PASSWORD_ERRORS[exc.reason])
-        return await to_thread.run_sync(lambda: _form_page(request, 400, message, {**data, "password": ""}))
+        return await common.in_thread(_form_page, request, 400, message, {**data, "password": ""})
     request.app.state.mail_sender.wake()
     base = request.app.state.config.base_url
     return common.render(
@@ -125,7 +121,7 @@ def show_share(request: Request, share_id: str) -> Template:
         request, "shares/detail.html", share=share, status=share.status(), status_names=STATUS_NAMES,
         files=shares.share_files(database.conn, share_id), recipients=recipients,
         events=shares.activity(database, share_id), event_names=EVENT_NAMES,
-        size=lambda n: human_size(common.lang(request), n), error=request.query_params.get("error", ""),
+        error=request.query_params.get("error", ""),
         notice=request.query_params.get("notice", ""), max_days=settings.get(database.conn, "share_max_days"),
     )
 
@@ -144,7 +140,7 @@ class ExtendForm:
 
 
 @post("/{share_id:str}/extend", sync_to_thread=True)
-def extend_share(request: Request, share_id: str, data: Annotated[ExtendForm, FORM]) -> Redirect:
+def extend_share(request: Request, share_id: str, data: Annotated[ExtendForm, common.FORM]) -> Redirect:
     share = _visible(request, share_id)
     user = common.current_user(request)
     if not share.open or not data.days.strip().isdigit() or len(data.days) > 4:

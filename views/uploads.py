@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 import logging
 from email.utils import format_datetime
 
-from anyio import to_thread
 from litestar import Request, Response, Router, delete, head, patch, post, route
 
 from relais import clock, files, storage, uploads
@@ -61,10 +59,6 @@ def _find(request: Request, upload_id: str) -> uploads.Upload | None:
 def _state(request: Request) -> tuple:
     state = request.app.state
     return state.db, state.master_key, state.config.files_dir
-
-
-async def _run(fn, *args):
-    return await to_thread.run_sync(functools.partial(fn, *args))
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -156,7 +150,7 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
 @patch("/{upload_id:str}", guards=[common.requires_staff], request_max_body_size=None)
 async def append_to_upload(request: Request, upload_id: str) -> Response:
     """Append the body at Upload-Offset; the offset is made durable before it is reported."""
-    upload = await _run(_find, request, upload_id)
+    upload = await common.in_thread(_find, request, upload_id)
     if upload is None:
         return _response(404)
     if request.headers.get("tus-resumable") != TUS_VERSION:
@@ -174,9 +168,9 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
     _busy.add(upload.id)
     database, master, files_dir = _state(request)
     try:
-        writer = await _run(uploads.writer_for, database, master, files_dir, upload)
+        writer = await common.in_thread(uploads.writer_for, database, master, files_dir, upload)
         if writer is None:  # finished on disk before a crash: commit it now
-            await _run(uploads.finish, database, master, files_dir, common.who(request), upload, None)
+            await common.in_thread(uploads.finish, database, master, files_dir, common.who(request), upload, None)
             return _response(204, {"Upload-Offset": str(upload.length)})
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
@@ -188,7 +182,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
             return problem
         headers = {"Upload-Offset": str(new_offset)}
         if new_offset == upload.length:
-            await _run(uploads.finish, database, master, files_dir, common.who(request), upload, writer)
+            await common.in_thread(uploads.finish, database, master, files_dir, common.who(request), upload, writer)
         else:
             headers["Upload-Expires"] = _expires(upload)
         return _response(204, headers)
@@ -196,11 +190,11 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
         log.error("upload %s: %s", upload.id, exc)
-        await _run(uploads.forget, upload.id)
+        await common.in_thread(uploads.forget, upload.id)
         return _response(507, text=common.gettext(request, "The server could not store the data (disk full?). Try again later."))
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
-        await _run(uploads.forget, upload.id)
+        await common.in_thread(uploads.forget, upload.id)
         return _response(500)
     finally:
         _busy.discard(upload.id)
@@ -221,7 +215,7 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
             if since_checkpoint >= uploads.CHECKPOINT_BYTES:
                 if checkpointing is not None:
                     await checkpointing
-                checkpointing = asyncio.ensure_future(_run(uploads.checkpoint, database, upload, writer))
+                checkpointing = asyncio.ensure_future(common.in_thread(uploads.checkpoint, database, upload, writer))
                 since_checkpoint = 0
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
@@ -233,7 +227,7 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
         finally:
             if checkpointing is not None:
                 await checkpointing
-    offset = await _run(uploads.checkpoint, database, upload, writer)
+    offset = await common.in_thread(uploads.checkpoint, database, upload, writer)
     return offset, problem
 
 
@@ -245,7 +239,7 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
     with Spool(request.app.state.config.tmp_dir) as held:
         try:
             async for block in streaming.blocks(request, upload.length - writer.offset):
-                await _run(lambda b: (hasher.update(b), held.write(b)), block)
+                await common.in_thread(lambda b: (hasher.update(b), held.write(b)), block)
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.TooMuchData:
@@ -253,9 +247,9 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
         if not hmac.compare_digest(hasher.digest(), expected):
             return writer.offset, _response(460, text="Checksum mismatch: the chunk was not stored.")
         plaintext = held.blocks()
-        while (block := await _run(next, plaintext, None)) is not None:
-            await _run(writer.write, block)
-    return await _run(uploads.checkpoint, database, upload, writer), None
+        while (block := await common.in_thread(next, plaintext, None)) is not None:
+            await common.in_thread(writer.write, block)
+    return await common.in_thread(uploads.checkpoint, database, upload, writer), None
 
 
 @delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
