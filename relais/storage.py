@@ -36,11 +36,11 @@ few), the probability of a 96-bit nonce collision stays below 2**-32 (NIST SP 80
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -233,13 +233,13 @@ def plaintext_size(path: Path) -> int:
         return _finished_layout(os.fstat(f.fileno()).st_size, len(header), seg)[1]
 
 
-def read_range(path: Path, key: bytes, file_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-    """Return an iterator over the plaintext bytes [start, end) of a finished file, ~a segment at a time.
+def read_range(path: Path, key: bytes, file_id: str, start: int = 0, end: int | None = None) -> RangeReader:
+    """Return a :class:`RangeReader` over the plaintext bytes [start, end) of a finished file.
 
     Header, length and final record are checked before this returns, so a damaged, truncated or
     unfinished file raises IntegrityError here, before an HTTP response has started; a range
     outside the file raises ValueError. Each record is authenticated before any byte of it is
-    yielded; a bad one met later raises IntegrityError from the iterator.
+    yielded; a bad one met later raises IntegrityError from the reader.
     """
     _check_key(key)
     aead = AESGCM(key)
@@ -254,28 +254,100 @@ def read_range(path: Path, key: bytes, file_id: str, start: int = 0, end: int | 
     end = size if end is None else end
     if not 0 <= start <= end <= size:
         raise ValueError(f"range [{start}, {end}) is outside a file of {size} bytes")
-    return _iter_records(path, (st.st_dev, st.st_ino, st.st_size), aead, header, seg, n_full, last, start, end)
+    return RangeReader(path, (st.st_dev, st.st_ino, st.st_size), aead, header, seg, n_full, last, start, end)
 
 
-def _iter_records(path, identity, aead, header, seg, n_full, last, start, end) -> Iterator[bytes]:
-    """The generator behind read_range; it opens the file itself so an unused iterator holds no fd."""
-    if start == end:
-        return
-    with open(path, "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        if (st.st_dev, st.st_ino, st.st_size) != identity:
-            raise IntegrityError("file changed while being read")
-        first = start // seg
-        f.seek(len(header) + first * (seg + OVERHEAD))
-        buf = bytearray(seg + OVERHEAD)  # reused: decrypt() returns a new bytes object each time
-        for i in range(first, (end - 1) // seg + 1):
-            if i == n_full:
-                plain = last
+class RangeReader:
+    """The plaintext of [start, end) of a finished file, about a segment at a time.
+
+    Iterating it reads and decrypts each block, waiting for the disk as needed. ``read(wait=False)``
+    serves the caller that must not wait for the disk (an event loop): it raises BlockingIOError
+    when the record is not in the page cache yet, keeping what it did read, and a later ``read()``
+    (in a worker thread) finishes the same block. The file is opened at the first read and closed
+    at the end, on an error or by ``close()``, so an unused reader holds no descriptor.
+    """
+
+    def __init__(self, path, identity, aead, header, seg, n_full, last, start, end):
+        self._path, self._identity, self._aead, self._header = path, identity, aead, header
+        self._seg, self._n_full, self._last, self._start, self._end = seg, n_full, last, start, end
+        self._index = start // seg  # the next record to return
+        self._stop = (end - 1) // seg + 1 if end > start else self._index
+        self._fd: int | None = None
+        self._buf = bytearray(seg + OVERHEAD)  # reused: decrypt() returns a new bytes object each time
+        self._got = 0  # bytes of record ``_index`` already in _buf
+
+    def __iter__(self) -> RangeReader:
+        return self
+
+    def __next__(self) -> bytes:
+        block = self.read()
+        if block is None:
+            raise StopIteration
+        return block
+
+    def read(self, wait: bool = True) -> bytes | None:
+        """The next block, or None after the last one."""
+        i = self._index
+        if i >= self._stop:
+            self.close()
+            return None
+        try:
+            if i == self._n_full:
+                plain = self._last
             else:
-                _read_exact(f, buf)
-                plain = _open_record(aead, header, i, False, buf)
-            lo, hi = max(start - i * seg, 0), min(end - i * seg, len(plain))
-            yield plain if lo == 0 and hi == len(plain) else plain[lo:hi]
+                self._fill(i, wait)
+                plain = _open_record(self._aead, self._header, i, False, self._buf)
+        except BlockingIOError:
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self._index, self._got = i + 1, 0
+        lo, hi = max(self._start - i * self._seg, 0), min(self._end - i * self._seg, len(plain))
+        return plain if lo == 0 and hi == len(plain) else plain[lo:hi]
+
+    def _fill(self, index: int, wait: bool) -> None:
+        """Read record ``index`` into _buf; without ``wait``, only what the page cache holds."""
+        if self._fd is None:
+            self._open()
+        flags = 0 if wait else _NOWAIT
+        if flags is None:  # this system cannot tell whether a read would wait
+            raise BlockingIOError()
+        mv = memoryview(self._buf)
+        offset = len(self._header) + index * (self._seg + OVERHEAD)
+        while self._got < len(mv):
+            try:
+                n = os.preadv(self._fd, [mv[self._got:]], offset + self._got, flags)
+            except OSError as error:
+                if flags and error.errno == errno.EOPNOTSUPP:  # a file system without RWF_NOWAIT
+                    raise BlockingIOError() from None
+                raise
+            if not n:
+                raise IntegrityError("file ends in the middle of a record")
+            self._got += n
+            if flags and self._got < len(mv):  # partly cached: the rest comes from the disk
+                raise BlockingIOError()
+
+    def _open(self) -> None:
+        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino, st.st_size) != self._identity:
+            os.close(fd)
+            raise IntegrityError("file changed while being read")
+        self._fd = fd
+
+    def close(self) -> None:
+        """Release the file; later reads return None."""
+        self._stop = self._index
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0) or None  # Linux 4.14+: preadv fails with EAGAIN instead of waiting
 
 
 def shred_file(path: Path) -> bool:

@@ -478,3 +478,46 @@ def test_master_key_without_newline_accepted(tmp_path):
     path.write_bytes(b"0f" * 32)
     path.chmod(0o600)
     assert load_master_key(path) == b"\x0f" * 32
+
+
+def test_reader_without_waiting_finishes_a_block_the_disk_interrupted(tmp_path, monkeypatch):
+    """read(wait=False) gives up where the page cache ends and a later read() goes on from there:
+    the event loop never waits for the disk, and no byte is read twice or skipped."""
+    path = tmp_path / "n.bin"
+    data = os.urandom(100)
+    store(path, data, 16)
+    real_preadv, calls = os.preadv, []
+
+    def preadv(fd, buffers, offset, flags=0):
+        calls.append((offset, flags))
+        if flags and len(calls) % 3 == 1:
+            raise BlockingIOError(11, "not cached")
+        if flags and len(calls) % 3 == 2:  # half of it is cached
+            return real_preadv(fd, [memoryview(buffers[0])[: len(buffers[0]) // 2]], offset, flags)
+        return real_preadv(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    reader, got = read_range(path, KEY, FID, 5, 95), []
+    while True:
+        try:
+            block = reader.read(wait=False)
+        except BlockingIOError:
+            block = reader.read()
+        if block is None:
+            break
+        got.append(block)
+    assert b"".join(got) == data[5:95]
+    assert [len(b) for b in got] == [11, 16, 16, 16, 16, 15]
+    assert any(flags for _, flags in calls) and any(not flags for _, flags in calls)
+    assert reader.read() is None and reader._fd is None
+
+
+def test_reader_closes_its_file(tmp_path):
+    path = tmp_path / "c.bin"
+    store(path, b"q" * 64, 16)
+    fds = len(os.listdir("/proc/self/fd"))
+    reader = read_range(path, KEY, FID)
+    assert next(reader) == b"q" * 16 and len(os.listdir("/proc/self/fd")) == fds + 1
+    reader.close()
+    assert len(os.listdir("/proc/self/fd")) == fds and reader.read() is None
+    assert list(read_range(path, KEY, FID, 60)) == [b"q" * 4]  # only the final record: no file opened

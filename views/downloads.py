@@ -3,7 +3,8 @@
 Litestar's ``File`` response has no Range support and gives non-ASCII names only ``filename*``,
 which some clients ignore; so responses for stored files are built here and nowhere else. Bytes
 come from :func:`relais.storage.read_range`, which decrypts only the segments a range needs; the
-``Stream`` response pulls each block in a worker thread, so the event loop never decrypts.
+event loop decrypts blocks the page cache holds and leaves reads from the disk to worker threads
+(:func:`views.streaming.decrypted`); zips are built in a worker thread.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def file_response(request: Request, stored: files.StoredFile) -> Response:
     headers["Content-Length"] = str(end - start)
     common.db(request).write(lambda db: audit.record(
         db, common.who(request), "file.download", stored.id, name=stored.name, start=start, end=end))
-    return Stream(streaming.prefetch(chunks), status_code=status, media_type=stored.media_type, headers=headers)
+    return Stream(streaming.decrypted(chunks), status_code=status, media_type=stored.media_type, headers=headers)
 
 
 def zip_response(request: Request, chosen: list[files.StoredFile]) -> Response:

@@ -15,6 +15,8 @@ from anyio import to_thread
 from litestar import Request
 from litestar.exceptions import InternalServerException
 
+from relais import storage
+
 BLOCK = 1024 * 1024  # hand the cipher and the disk large blocks, never the server's small chunks
 
 
@@ -70,9 +72,31 @@ class Pipeline:
             await pending
 
 
+async def decrypted(reader: storage.RangeReader) -> AsyncIterator[bytes]:
+    """The blocks of a stored file: read and decrypted right here on the event loop while the
+    records are in the page cache, in a worker thread when a read would wait for the disk.
+
+    Decrypting a 1 MiB block costs a fraction of a millisecond (AES-GCM runs at several GB/s), less
+    than handing it to a thread and back, and a thread would compete with the sending for the same
+    cores: ``bench/transfer.py`` measured downloads about 1.6 times faster this way than with every
+    block decrypted in a thread. A cold read, which may take milliseconds, never blocks the loop.
+    """
+    try:
+        while True:
+            try:
+                block = reader.read(wait=False)
+            except BlockingIOError:
+                block = await to_thread.run_sync(reader.read)  # not cancellable: it ends before close()
+            if block is None:
+                return
+            yield block
+    finally:
+        reader.close()
+
+
 async def prefetch(iterator) -> AsyncIterator[bytes]:
-    """Iterate a blocking iterator (decrypting reads) in a worker thread, one block ahead: the next
-    block is decrypted while the current one is sent."""
+    """Iterate a blocking iterator (a zip being built) in a worker thread, one block ahead: the
+    next block is made while the current one is sent."""
     source = iter(iterator)
     pending = asyncio.ensure_future(to_thread.run_sync(next, source, None))
     try:
