@@ -146,7 +146,6 @@ class Relais:
         headers = curl("-D", "-", "-o", "/dev/null", "-H", f"Cookie: __Host-csrf={csrf}", "--data-urlencode", f"email={EMAIL}",
                        "--data-urlencode", f"password={PASSWORD}", "--data-urlencode", f"_csrf_token={csrf}", base + "/login")
         session = re.search(r"__Host-relais_session=([^;]+)", headers).group(1)
-        self.csrf = csrf
         return ["-H", f"Cookie: __Host-csrf={csrf}; __Host-relais_session={session}", "-H", f"x-csrftoken: {csrf}"]
 
     def tus_upload(self, base: str, auth: list[str], path: Path, name: str) -> None:
@@ -159,7 +158,8 @@ class Relais:
              "-H", "Content-Type: application/offset+octet-stream", base + location)
 
     def form_upload(self, base: str, auth: list[str], path: Path, name: str) -> None:
-        curl("-o", "/dev/null", *auth, "-F", f"_csrf_token={self.csrf}", "-F", f"file=@{path};filename={name}",
+        csrf = auth[-1].removeprefix("x-csrftoken: ")
+        curl("-o", "/dev/null", *auth, "-F", f"_csrf_token={csrf}", "-F", f"file=@{path};filename={name}",
              base + "/files/upload")
 
     def file_id(self, base: str, auth: list[str], name: str) -> str:
@@ -234,6 +234,57 @@ def copyparty(work: Path) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
+# -- the targets -----------------------------------------------------------------------------------
+
+TUS, FORM, BARE = "Relais tus upload (one PATCH)", "Relais form upload", "bare ASGI upload (baseline)"
+DOWNLOAD, FILES = "Relais download", "Caddy file_server download (baseline)"
+PEER_UP, PEER_DOWN = "copyparty curl -T upload (peer)", "copyparty download (peer)"
+# (what, path, compared with (what, path), at least this ratio): the issue's throughput targets
+RATIOS = [
+    (TUS, "caddy", (BARE, "caddy"), 0.9),
+    (FORM, "caddy", (BARE, "caddy"), 0.9),
+    (DOWNLOAD, "caddy", (FILES, "caddy"), 0.9),
+    (TUS, "loopback", (PEER_UP, "loopback"), 1.0),
+    (FORM, "loopback", (PEER_UP, "loopback"), 1.0),
+    (DOWNLOAD, "loopback", (PEER_DOWN, "loopback"), 1.0),
+]
+SINGLE_PEAK_MB, PARALLEL_PEAK_MB = 150, 300
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def summary(results: list[dict]) -> str:
+    """Medians of the repeated runs, each target's ratio and whether it is met."""
+    lines = ["", "targets (medians of the runs above)"]
+    for gib in sorted({r["GiB"] for r in results if " at once" not in r["what"]}):
+        speeds: dict[tuple[str, str], list[float]] = {}
+        for r in results:
+            if r["GiB"] == gib:
+                speeds.setdefault((r["what"], r["path"]), []).append(r["MB/s"])
+        for what, path, base, ratio in RATIOS:
+            if (what, path) in speeds and base in speeds:
+                ours, theirs = median(speeds[(what, path)]), median(speeds[base])
+                verdict = "met" if ours >= ratio * theirs else "MISSED"
+                lines.append(f"  {gib:>5.2f} GiB {path:<9} {what:<30} {ours:>6.0f} MB/s = {ours / theirs:4.2f} x "
+                             f"{base[0]} ({theirs:.0f} MB/s); target >= {ratio:.1f} x: {verdict}")
+    peaks = [r for r in results if r["peak MB"] is not None]
+    single = [r for r in peaks if " at once" not in r["what"]]
+    if single:
+        largest = max(r["GiB"] for r in single)
+        peak = max(r["peak MB"] for r in single if r["GiB"] == largest)
+        lines.append(f"  server peak memory, one {largest:.2f} GiB transfer at a time: {peak} MB; "
+                     f"target < {SINGLE_PEAK_MB} MB: {'met' if peak < SINGLE_PEAK_MB else 'MISSED'}")
+    for r in peaks:
+        if " at once" in r["what"]:
+            lines.append(f"  server peak memory, {r['what'][len('Relais '):]}: {r['peak MB']} MB; "
+                         f"target < {PARALLEL_PEAK_MB} MB: {'met' if r['peak MB'] < PARALLEL_PEAK_MB else 'MISSED'}")
+    return "\n".join(lines)
+
+
 # -- the run ---------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -252,14 +303,9 @@ def main() -> int:
 
     wanted = set(filter(None, args.only.split(","))) or {"tus", "form", "bare", "download", "files", "copyparty", "parallel"}
 
-    def run(kind, what, path, size, fn, pid=None):
-        if kind in wanted:
-            for _ in range(args.repeat):
-                row(what, path, size, *timed(fn, size, pid))
-
     def row(what, path, size, mbps, peak=None):
         results.append({"what": what, "path": path, "GiB": round(size / GIB, 2), "MB/s": round(mbps), "peak MB": peak})
-        print(f"{what:<34} {path:<9} {size / GIB:>5.2f} GiB {mbps:>8.0f} MB/s" + (f"   server peak {peak} MB" if peak else ""),
+        print(f"{what:<38} {path:<9} {size / GIB:>5.2f} GiB {mbps:>8.0f} MB/s" + (f"   server peak {peak} MB" if peak else ""),
               flush=True)
 
     try:
@@ -286,37 +332,42 @@ def main() -> int:
             process, peer = copyparty(work)
             processes.append(process)
 
+        counter = iter(range(10**6))
         for gib in [float(s) for s in args.sizes.split(",")]:
             size = int(gib * GIB)
             source = files_dir / f"data-{gib}.gz"
             make_file(source, size)
+            # Every transfer of this size once, then again: a machine that slows down or speeds up
+            # during the run then weighs on Relais and on its baselines alike.
+            transfers = []
             for label, urls in paths.items():
                 auth = relais.login(urls["relais"])
                 name = f"tus-{label}-{gib}.gz"
-                counter = iter(range(1000))
-                run("tus", "Relais tus upload (one PATCH)", label, size,
-                    lambda: relais.tus_upload(urls["relais"], auth, source, f"{next(counter)}-{name}"), relais.process.pid)
-                run("form", "Relais form upload", label, size,
-                    lambda: relais.form_upload(urls["relais"], auth, source, f"{next(counter)}-form-{label}-{gib}.gz"), relais.process.pid)
-                run("bare", "bare ASGI upload (baseline)", label, size,
-                    lambda: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"))
-                if "download" in wanted:
-                    if "tus" not in wanted:
-                        relais.tus_upload(urls["relais"], auth, source, f"0-{name}")
-                    file_id = relais.file_id(urls["relais"], auth, f"0-{name}")
-                    run("download", "Relais download", label, size,
-                        lambda: curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), relais.process.pid)
+                relais.tus_upload(urls["relais"], auth, source, name)  # the file the downloads read
+                file_id = relais.file_id(urls["relais"], auth, name)
+                transfers += [
+                    ("tus", TUS, label, lambda urls=urls, auth=auth: relais.tus_upload(
+                        urls["relais"], auth, source, f"{next(counter)}-{name}"), relais.process.pid),
+                    ("form", FORM, label, lambda urls=urls, auth=auth, label=label: relais.form_upload(
+                        urls["relais"], auth, source, f"{next(counter)}-form-{label}-{gib}.gz"), relais.process.pid),
+                    ("bare", BARE, label, lambda urls=urls: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"), None),
+                    ("download", DOWNLOAD, label, lambda urls=urls, auth=auth, file_id=file_id: curl(
+                        "-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), relais.process.pid),
+                ]
                 if "files" in urls:
-                    run("files", "Caddy file_server download (baseline)", label, size,
-                        lambda: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"))
-                for f in bare_dir.iterdir():
-                    f.unlink()
+                    transfers.append(("files", FILES, label, lambda urls=urls: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"), None))
             if peer:
                 peer_url = f"http://127.0.0.1:{peer}"
-                run("copyparty", "copyparty curl -T upload (peer)", "loopback", size,
-                    lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"))
-                run("copyparty", "copyparty download (peer)", "loopback", size,
-                    lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"))
+                transfers += [
+                    ("copyparty", PEER_UP, "loopback", lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"), None),
+                    ("copyparty", PEER_DOWN, "loopback", lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"), None),
+                ]
+            for _ in range(args.repeat):
+                for kind, what, label, fn, pid in transfers:
+                    if kind in wanted:
+                        row(what, label, size, *timed(fn, size, pid))
+                        for f in bare_dir.iterdir():
+                            f.unlink()
             source.unlink()
 
         if "parallel" not in wanted:
@@ -324,11 +375,11 @@ def main() -> int:
         # Memory with many transfers at once: parallel downloads of the first size, then parallel tus uploads.
         auth = relais.login(relais.url)
         gib = float(args.sizes.split(",")[0])
-        if not relais.file_id_or_none(relais.url, auth, f"0-tus-loopback-{gib}.gz"):
+        if not relais.file_id_or_none(relais.url, auth, f"tus-loopback-{gib}.gz"):
             make_file(files_dir / "parallel-src.gz", int(gib * GIB))
-            relais.tus_upload(relais.url, auth, files_dir / "parallel-src.gz", f"0-tus-loopback-{gib}.gz")
+            relais.tus_upload(relais.url, auth, files_dir / "parallel-src.gz", f"tus-loopback-{gib}.gz")
             (files_dir / "parallel-src.gz").unlink()
-        file_id = relais.file_id(relais.url, auth, f"0-tus-loopback-{gib}.gz")
+        file_id = relais.file_id(relais.url, auth, f"tus-loopback-{gib}.gz")
         size = int(gib * GIB)
         with PeakMemory(relais.process.pid) as memory:
             start_time = time.perf_counter()
@@ -358,6 +409,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
         (work / "results.json").write_text(json.dumps(results, indent=2))
+        print(summary(results))
         print(f"\nresults: {work / 'results.json'}")
         for folder in ("relais-data", "plain", "bare", "copyparty-share"):
             shutil.rmtree(work / folder, ignore_errors=True)
