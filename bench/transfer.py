@@ -166,6 +166,12 @@ class Relais:
         page = curl(*auth, base + "/files")
         return re.search(r'href="/files/([0-9a-f]+)" download>Download<span class="visually-hidden"> ' + re.escape(name), page).group(1)
 
+    def delete_all(self, base: str, auth: list[str]) -> None:
+        """Delete every stored file: a long run must not fill the disk."""
+        page = curl(*auth, base + "/files")
+        for file_id in re.findall(r'href="/files/([0-9a-f]+)" download>', page):
+            curl("-o", "/dev/null", *auth, "-X", "POST", f"{base}/files/{file_id}/delete")
+
     def file_id_or_none(self, base: str, auth: list[str], name: str) -> str | None:
         try:
             return self.file_id(base, auth, name)
@@ -339,32 +345,47 @@ def main() -> int:
             make_file(source, size)
             # Every transfer of this size once, then again: a machine that slows down or speeds up
             # during the run then weighs on Relais and on its baselines alike.
-            transfers = []
+            # Each round uploads, then downloads what it uploaded (hot in the page cache, like
+            # copyparty's and Caddy's files); then everything it stored is deleted.
+            transfers, latest = [], {}
             for label, urls in paths.items():
                 auth = relais.login(urls["relais"])
-                name = f"tus-{label}-{gib}.gz"
-                relais.tus_upload(urls["relais"], auth, source, name)  # the file the downloads read
-                file_id = relais.file_id(urls["relais"], auth, name)
+
+                def tus(urls=urls, auth=auth, label=label):
+                    latest[label] = f"{next(counter)}-tus-{label}-{gib}.gz"
+                    relais.tus_upload(urls["relais"], auth, source, latest[label])
+
+                def find(urls=urls, auth=auth, label=label):
+                    latest[label] = relais.file_id(urls["relais"], auth, latest[label])
+
+                def download(urls=urls, auth=auth, label=label):
+                    curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{latest[label]}")
+
                 transfers += [
-                    ("tus", TUS, label, lambda urls=urls, auth=auth: relais.tus_upload(
-                        urls["relais"], auth, source, f"{next(counter)}-{name}"), relais.process.pid),
+                    ("tus", TUS, label, tus, relais.process.pid),
+                    ("step", "", label, find, None),
                     ("form", FORM, label, lambda urls=urls, auth=auth, label=label: relais.form_upload(
                         urls["relais"], auth, source, f"{next(counter)}-form-{label}-{gib}.gz"), relais.process.pid),
                     ("bare", BARE, label, lambda urls=urls: curl("-o", "/dev/null", "-T", str(source), urls["bare"] + "/up.bin"), None),
-                    ("download", DOWNLOAD, label, lambda urls=urls, auth=auth, file_id=file_id: curl(
-                        "-o", "/dev/null", *auth, f"{urls['relais']}/files/{file_id}"), relais.process.pid),
+                    ("download", DOWNLOAD, label, download, relais.process.pid),
                 ]
                 if "files" in urls:
                     transfers.append(("files", FILES, label, lambda urls=urls: curl("-o", "/dev/null", f"{urls['files']}/{source.name}"), None))
+                transfers.append(("step", "", label, lambda urls=urls, auth=auth: relais.delete_all(urls["relais"], auth), None))
             if peer:
-                peer_url = f"http://127.0.0.1:{peer}"
+                peer_url, shared = f"http://127.0.0.1:{peer}", work / "copyparty-share"
                 transfers += [
                     ("copyparty", PEER_UP, "loopback", lambda: curl("-o", "/dev/null", "-T", str(source), peer_url + "/"), None),
                     ("copyparty", PEER_DOWN, "loopback", lambda: curl("-o", "/dev/null", f"{peer_url}/{source.name}"), None),
+                    ("step", "", "loopback", lambda: [f.unlink() for f in shared.iterdir() if f.is_file()], None),
                 ]
+            if "download" in wanted and "tus" not in wanted:
+                wanted.add("tus")  # a download needs an upload of the same round
             for _ in range(args.repeat):
                 for kind, what, label, fn, pid in transfers:
-                    if kind in wanted:
+                    if kind == "step":  # untimed: finding a file, deleting what was stored
+                        fn()
+                    elif kind in wanted:
                         row(what, label, size, *timed(fn, size, pid))
                         for f in bare_dir.iterdir():
                             f.unlink()

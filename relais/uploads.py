@@ -2,9 +2,12 @@
 
 An upload is a file in state 'uploading' plus a row in ``uploads`` holding its announced length,
 the offset durable at the last checkpoint, who may resume it (the owner's session) and when it
-expires. Writers stay open between requests in a per-process dict, so a PATCH that follows a
+expires. Writers stay open between requests in a per-process table, so a PATCH that follows a
 dropped connection continues without re-reading the file; after a restart the writer is rebuilt
-with :meth:`SegmentWriter.resume`, which re-verifies and re-hashes what was stored.
+with :meth:`SegmentWriter.resume`, which re-verifies and re-hashes what was stored. An open writer
+holds a descriptor and its partial segment (up to 1 MiB), so at most MAX_OPEN_WRITERS stay open:
+past that, the least recently used one that no request is using is closed. Every PATCH ends with a
+checkpoint, so nothing is lost; that upload's next request resumes it from disk.
 
 Every function here blocks (disk, fsync, database): the views call them through a worker thread.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +27,42 @@ from relais.db import Database
 # most this much, and the offset a restarted server reports moves on.
 CHECKPOINT_BYTES = 64 * 1024 * 1024
 
-_writers: dict[str, storage.SegmentWriter] = {}
-_opening = threading.Lock()  # a HEAD and a PATCH arriving together must not both resume one upload
+MAX_OPEN_WRITERS = 32
+
+_writers: OrderedDict[str, storage.SegmentWriter] = OrderedDict()  # least recently used first
+_busy: set[str] = set()  # uploads a request is writing to in this process: never closed under it
+# Guards both; a HEAD and a PATCH arriving together must not both resume one upload.
+_lock = threading.Lock()
+
+
+def claim(upload_id: str) -> bool:
+    """Mark the upload as being written to by this request; False if another request already is."""
+    with _lock:
+        if upload_id in _busy:
+            return False
+        _busy.add(upload_id)
+        return True
+
+
+def release(upload_id: str) -> None:
+    with _lock:
+        _busy.discard(upload_id)
+
+
+def busy(upload_id: str) -> bool:
+    with _lock:
+        return upload_id in _busy
+
+
+def _keep(upload_id: str, writer: storage.SegmentWriter) -> None:
+    """Remember an open writer (under _lock), closing the least recently used idle ones past the cap."""
+    _writers[upload_id] = writer
+    _writers.move_to_end(upload_id)
+    while len(_writers) > MAX_OPEN_WRITERS:
+        idle = next((other for other in _writers if other not in _busy), None)
+        if idle is None:
+            break  # every open writer is receiving: more requests than the cap, none may be closed
+        _writers.pop(idle).close()
 
 
 @dataclass(frozen=True)
@@ -46,7 +84,8 @@ def create(database: Database, master: bytes, files_dir: Path, owner_id: int, se
     upload_id = secrets.token_hex(16)
     file_id, writer = files.begin(database, master, files_dir, owner_id, name, media_type,
                                   upload={"id": upload_id, "session_hash": session_hash, "length": length}, who=who)
-    _writers[upload_id] = writer
+    with _lock:
+        _keep(upload_id, writer)
     return find(database, upload_id, owner_id, session_hash)
 
 
@@ -69,9 +108,12 @@ def writer_for(database: Database, master: bytes, files_dir: Path, upload: Uploa
     Returns None when the data file is already finished (a crash came between finishing it and
     committing it): the caller then completes the upload from what is on disk.
     """
-    with _opening:
+    with _lock:
         writer = _writers.get(upload.id)
-        return writer if writer is not None else _resume(database, master, files_dir, upload)
+        if writer is None:
+            return _resume(database, master, files_dir, upload)
+        _writers.move_to_end(upload.id)
+        return writer
 
 
 def _resume(database: Database, master: bytes, files_dir: Path, upload: Upload) -> storage.SegmentWriter | None:
@@ -84,7 +126,7 @@ def _resume(database: Database, master: bytes, files_dir: Path, upload: Upload) 
         if str(exc) == "upload already finished":  # the message storage.SegmentWriter.resume gives
             return None
         raise
-    _writers[upload.id] = writer
+    _keep(upload.id, writer)
     if writer.offset != upload.offset:  # records written after the last offset we saved survived
         save_offset(database, upload.id, writer.offset)
     return writer
@@ -103,7 +145,8 @@ def checkpoint(database: Database, upload: Upload, writer: storage.SegmentWriter
 
 def forget(upload_id: str) -> None:
     """Close and drop this process's writer (after an error: the next request resumes from disk)."""
-    writer = _writers.pop(upload_id, None)
+    with _lock:
+        writer = _writers.pop(upload_id, None)
     if writer is not None:
         writer.close()
 
@@ -111,7 +154,8 @@ def forget(upload_id: str) -> None:
 def finish(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload,
            writer: storage.SegmentWriter | None) -> files.StoredFile:
     """All bytes are in: finish, check and commit the file (FileRefused discards it)."""
-    _writers.pop(upload.id, None)
+    with _lock:
+        _writers.pop(upload.id, None)
     return files.complete(database, master, files_dir, who, upload.file_id, writer, expected_length=upload.length)
 
 

@@ -258,6 +258,35 @@ def test_after_a_restart_the_upload_resumes_from_disk(app, staff_client):
     assert files.list_files(app.state.db, 1)[0].sha256 == hashlib.sha256(CSV).hexdigest()
 
 
+def test_open_writers_are_capped_and_a_closed_one_resumes(app, staff_client, monkeypatch):
+    """Unfinished uploads do not each keep a descriptor and a segment in memory for 24 hours: past
+    the cap the least recently used idle writer is closed, and its upload resumes from disk."""
+    monkeypatch.setattr(uploads, "MAX_OPEN_WRITERS", 2)
+    files_dir = str(app.state.config.files_dir)
+
+    def open_data_files() -> int:
+        return sum(os.readlink(f"/proc/self/fd/{fd}").startswith(files_dir) for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    urls = [create(staff_client, f"cap{i}.csv", len(CSV)).headers["location"] for i in range(4)]
+    ids = [url.rsplit("/", 1)[1] for url in urls]
+    assert list(uploads._writers) == ids[2:] and open_data_files() == 2
+    assert patch(staff_client, urls[0], 0, CSV[:7]).status_code == 204  # resumed from disk; closes cap2
+    assert list(uploads._writers) == [ids[3], ids[0]]
+    assert staff_client.head(urls[0], headers=tus_headers(staff_client)).headers["upload-offset"] == "7"
+    assert uploads.claim(ids[3])  # a request is writing to cap3: it is never closed under it
+    try:
+        assert patch(staff_client, urls[1], 0, CSV).status_code == 204
+        assert ids[3] in uploads._writers and ids[0] not in uploads._writers
+    finally:
+        uploads.release(ids[3])
+    for url, at in ((urls[0], 7), (urls[2], 0), (urls[3], 0)):
+        assert patch(staff_client, url, at, CSV[at:]).status_code == 204
+    assert sorted(f.name for f in files.list_files(app.state.db, 1)) == [f"cap{i}.csv" for i in range(4)]
+    assert {f.sha256 for f in files.list_files(app.state.db, 1)} == {hashlib.sha256(CSV).hexdigest()}
+    assert uploads._writers == {} and open_data_files() == 0
+
+
 def test_a_crash_between_finishing_and_committing_is_completed_on_resume(app, staff_client):
     url = create(staff_client, "finished.csv", len(CSV)).headers["location"]
     upload_id = url.rsplit("/", 1)[1]

@@ -31,7 +31,6 @@ log = logging.getLogger("relais")
 
 TUS_VERSION = "1.0.0"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
-_busy: set[str] = set()  # uploads with a PATCH running in this process: a second one gets 409
 # Protocol errors are for tus client software, in English like the protocol; what a person can
 # act on (a refused file, a full disk) is translated.
 TOO_MUCH = "More data than the announced length."
@@ -126,7 +125,7 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
     if upload is None:
         return gone
     offset = upload.offset
-    if upload.id not in _busy:  # while a PATCH runs, the saved offset is the one to trust
+    if not uploads.busy(upload.id):  # while a PATCH runs, the saved offset is the one to trust
         try:
             writer = uploads.writer_for(*_state(request), upload)
         except storage.IntegrityError:  # damaged before its last checkpoint: start again, from nothing
@@ -163,9 +162,8 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         declared = int(request.headers.get("content-length", "0"))
     except ValueError:
         return _response(400, text="Upload-Offset is missing, or the checksum algorithm is not supported.")
-    if upload.id in _busy:
+    if not uploads.claim(upload.id):
         return _response(409, text="This upload is already receiving data.")
-    _busy.add(upload.id)
     database, master, files_dir = _state(request)
     try:
         writer = await common.in_thread(uploads.writer_for, database, master, files_dir, upload)
@@ -197,7 +195,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         await common.in_thread(uploads.forget, upload.id)
         return _response(500)
     finally:
-        _busy.discard(upload.id)
+        uploads.release(upload.id)
 
 
 async def _receive(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
@@ -255,7 +253,7 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
 @delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
 def terminate_upload(request: Request, upload_id: str) -> Response:
     upload = _find(request, upload_id)
-    if upload is None or upload.id in _busy:
+    if upload is None or uploads.busy(upload.id):
         return _response(404 if upload is None else 409)
     uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
     return _response(204)
