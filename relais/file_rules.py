@@ -50,7 +50,7 @@ REASONS = {
     "extension": N_("This type of file is not accepted. Accepted: %(extensions)s."),
     "content": N_("The content of this file does not match its type (an executable, or not really what its name says)."),
     "empty_file": N_("The file is empty."),
-    "too_large": N_("The file is larger than the limit of %(limit)s MiB."),
+    "too_large": N_("The file is larger than the limit of %(limit)s."),
     "too_many": N_("You have reached the limit of %(limit)s files. Delete some first."),
     "incomplete": N_("The upload stopped before the whole file arrived. Nothing was kept; please try again."),
 }

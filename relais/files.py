@@ -18,6 +18,7 @@ from pathlib import Path
 
 from relais import audit, clock, settings, storage
 from relais.db import Database
+from relais.refusal import Size
 # The rules live in relais.file_rules; they are used (and imported by callers) through this module.
 from relais.file_rules import (  # noqa: F401
     ALLOWED, REASONS, FileRefused, check_content, check_type, clean_name, extension,
@@ -61,7 +62,7 @@ def check_new(database: Database, owner_id: int, raw_name: str, length: int | No
     if length is not None and length <= 0:
         raise FileRefused("empty_file")
     if length is not None and length > max_size:
-        raise FileRefused("too_large", limit=max_size // (1024 * 1024))
+        raise FileRefused("too_large", limit=Size(max_size))
     count = database.scalar("SELECT count(*) FROM files WHERE owner_id = ?", [owner_id])
     if count >= max_count:
         raise FileRefused("too_many", limit=max_count)

@@ -8,6 +8,10 @@ it, so a view catches exactly the refusals of the core it calls.
 from __future__ import annotations
 
 
+class Size(int):
+    """A number of bytes among a refusal's variables: shown in the units of the person's language."""
+
+
 class Refused(ValueError):
     def __init__(self, reason: str, **variables):
         super().__init__(reason)

@@ -17,10 +17,14 @@
     return text.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
   }
 
+  // Sizes as the server shows them (views/common.py, human_size): counted in 1,024s, with the
+  // page language's decimals and unit symbols.
+  var units = (root.getAttribute("data-size-units") || "B|KB|MB|GB|TB").split("|");
+  var number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });
   function bytes(n) {
-    var units = ["B", "KB", "MB", "GB", "TB"], i = 0;
-    while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
-    return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    return number.format(n) + "\u00a0" + units[i];
   }
 
   function duration(seconds) {

@@ -167,3 +167,28 @@ def test_the_app_loads_the_catalogue(lang):
     assert translated
     sample = translated[0]
     assert i18n.translations(lang).gettext(sample.id) == sample.string
+
+
+@pytest.mark.parametrize("lang, sizes", [
+    ("en", ["1\xa0B", "1,023\xa0B", "1.5\xa0KB", "20\xa0GB"]),
+    ("fr", ["1\xa0o", "1\u202f023\xa0o", "1,5\xa0Ko", "20\xa0Go"]),
+    ("nl", ["1\xa0B", "1.023\xa0B", "1,5\xa0KB", "20\xa0GB"]),
+    ("de", ["1\xa0B", "1.023\xa0B", "1,5\xa0KB", "20\xa0GB"]),
+])
+def test_sizes_in_each_language(lang, sizes):
+    """Counted in 1,024s like the size setting (20,480 MiB shows as 20 GB), in the language's units."""
+    from views.common import human_size
+
+    assert [human_size(lang, n) for n in (1, 1023, 1536, 20480 * 1024 * 1024)] == sizes
+
+
+def test_a_size_in_a_refusal_is_shown_in_the_persons_units(app, client, auth, staff):
+    from relais import files, settings
+
+    auth.login()
+    app.state.db.write(lambda db: settings.set_value(db, files.audit.SYSTEM, None, "max_file_size_mib", 2))
+    client.cookies.set("__Host-relais_lang", "fr")
+    response = client.post("/tus/", headers={
+        "Tus-Resumable": "1.0.0", "x-csrftoken": client.cookies.get("__Host-csrf"), "Upload-Length": str(3 * 1024 * 1024),
+        "Upload-Metadata": "filename Z3Jvcy5jc3Y="})
+    assert response.status_code == 413 and response.text == "Le fichier dépasse la limite de 2\xa0Mo."

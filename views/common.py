@@ -20,6 +20,8 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from relais import audit, i18n
+from relais.i18n import N_
+from relais.refusal import Size
 from relais.db import Database
 from relais.passwords import Hasher
 from relais.users import User
@@ -101,7 +103,10 @@ def lang(connection: ASGIConnection) -> str:
 
 
 def gettext(connection: ASGIConnection, message: str, **variables) -> str:
-    return i18n.gettext(lang(connection), message, **variables)
+    """The message in the person's language; a :class:`~relais.refusal.Size` in it in their units."""
+    language = lang(connection)
+    shown = {name: human_size(language, value) if isinstance(value, Size) else value for name, value in variables.items()}
+    return i18n.gettext(language, message, **shown)
 
 
 def ngettext(connection: ASGIConnection, singular: str, plural: str, n: int, **variables) -> str:
@@ -167,8 +172,16 @@ async def in_thread(fn, *args):
     return await to_thread.run_sync(functools.partial(fn, *args))
 
 
+SIZE_UNITS = N_("B|KB|MB|GB|TB")  # one msgid for the server and the uploader's script
+
+
 def human_size(lang: str, size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{format_decimal(size, format='#,##0.#', locale=lang)} {unit}"
-        size /= 1000
+    """A size as people's file managers show it: counted in 1,024s (as Windows does, and as the size
+    setting is given), with their language's decimals and unit symbols (``1.5 MB``, ``1,5 Mo``).
+    The uploader's script shows sizes the same way (``static/uploader.js``)."""
+    units = i18n.gettext(lang, SIZE_UNITS).split("|")
+    value, i = float(size), 0
+    while value >= 1024 and i < len(units) - 1:
+        value /= 1024
+        i += 1
+    return f"{format_decimal(value, format='#,##0.#', locale=lang)}\u00a0{units[i]}"

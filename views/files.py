@@ -21,6 +21,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 
 from relais import files
 from relais.i18n import N_
+from relais.refusal import Size
 from views import common, downloads, streaming
 
 log = logging.getLogger("relais")
@@ -136,7 +137,7 @@ class _FormReceiver:
             current = self.current
             current["size"] += len(chunk)
             if current["size"] > self.max_size:
-                raise files.FileRefused("too_large", limit=self.max_size // (1024 * 1024))
+                raise files.FileRefused("too_large", limit=Size(self.max_size))
             current["parts"].append(chunk)
             current["block_size"] += len(chunk)
             if current["block_size"] >= streaming.BLOCK:  # encrypted and written off the event loop

@@ -24,6 +24,7 @@ from email.utils import format_datetime
 from litestar import Request, Response, Router, delete, head, patch, post, route
 
 from relais import clock, files, storage, uploads
+from relais.i18n import N_
 from relais.spool import Spool
 from views import common, streaming
 
@@ -33,7 +34,7 @@ TUS_VERSION = "1.0.0"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 # Protocol errors are for tus client software, in English like the protocol; what a person can
 # act on (a refused file, a full disk) is translated.
-TOO_MUCH = "More data than the announced length."
+TOO_MUCH = N_("More data than the announced length.")
 
 
 def _response(status: int, headers: dict | None = None, text: str = "") -> Response:
@@ -103,7 +104,7 @@ def create_upload(request: Request) -> Response:
         length = int(request.headers.get("upload-length", ""))
         metadata = parse_metadata(request.headers.get("upload-metadata", ""))
     except ValueError:
-        return _response(400, text="Upload-Length and Upload-Metadata are required.")
+        return _response(400, text=common.gettext(request, "Upload-Length and Upload-Metadata are required."))
     if length < 0:
         return _response(400)
     database, master, files_dir = _state(request)
@@ -161,9 +162,9 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         checksum = _checksum(request.headers.get("upload-checksum"))
         declared = int(request.headers.get("content-length", "0"))
     except ValueError:
-        return _response(400, text="Upload-Offset is missing, or the checksum algorithm is not supported.")
+        return _response(400, text=common.gettext(request, "Upload-Offset is missing, or the checksum algorithm is not supported."))
     if not uploads.claim(upload.id):
-        return _response(409, text="This upload is already receiving data.")
+        return _response(409, text=common.gettext(request, "This upload is already receiving data."))
     database, master, files_dir = _state(request)
     try:
         writer = await common.in_thread(uploads.writer_for, database, master, files_dir, upload)
@@ -173,7 +174,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
         if declared > upload.length - offset:
-            return _response(413, text=TOO_MUCH)
+            return _response(413, text=common.gettext(request, TOO_MUCH))
         receive = _receive_checked if checksum else _receive
         new_offset, problem = await receive(request, database, upload, writer, checksum)
         if problem:
@@ -218,7 +219,7 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.TooMuchData:
-        problem = _response(413, text=TOO_MUCH)
+        problem = _response(413, text=common.gettext(request, TOO_MUCH))
     finally:
         try:
             await pipeline.drain()
@@ -241,9 +242,9 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.TooMuchData:
-            return writer.offset, _response(413, text=TOO_MUCH)
+            return writer.offset, _response(413, text=common.gettext(request, TOO_MUCH))
         if not hmac.compare_digest(hasher.digest(), expected):
-            return writer.offset, _response(460, text="Checksum mismatch: the chunk was not stored.")
+            return writer.offset, _response(460, text=common.gettext(request, "Checksum mismatch: the chunk was not stored."))
         plaintext = held.blocks()
         while (block := await common.in_thread(next, plaintext, None)) is not None:
             await common.in_thread(writer.write, block)
