@@ -37,10 +37,13 @@
 
   function serverMessage(error) {
     var response = error && error.originalResponse;
-    if (response && response.getStatus() >= 400 && response.getStatus() < 500 && response.getBody()) {
+    var status = response ? response.getStatus() : 0;
+    if ((status >= 400 && status < 500 || status === 507) && response.getBody()) {  // the server's own words
       return response.getBody();
     }
-    return error && error.message ? error.message.split(", originated")[0] : String(error);
+    // Anything else is tus-js-client's technical English: the console gets it, the person a sentence.
+    if (window.console) { window.console.error(error); }
+    return status ? format(msg("server-error"), { status: status }) : msg("network");
   }
 
   function button(text, label, onClick) {

@@ -6,6 +6,7 @@ import hashlib
 
 from playwright.sync_api import expect
 
+from relais import settings
 from tests.browser.conftest import check_accessibility, login
 
 DROP = """([files]) => {
@@ -67,3 +68,20 @@ def test_an_upload_cut_off_resumes_after_a_refresh(page, server):
     expect(page.locator("#transfers li .status")).to_have_text("Uploaded", timeout=30_000)
     assert seen.count("POST") == 1  # resumed the upload stored in localStorage, not a new one
     expect(page.locator("#file-list").get_by_role("cell", name="resumed.csv", exact=True)).to_have_count(1)
+
+
+def test_in_french_the_uploader_speaks_french_and_counts_in_ko(page, server):
+    """A refused file shows the server's reason in the person's language; sizes use its units."""
+    login(page, server)
+    page.goto(server.url + "/files")
+    page.get_by_role("link", name="Français").click()
+    expect(page.locator("html")).to_have_attribute("lang", "fr")
+    page.evaluate("""() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["MZ\\x90\\x00binary"], "outil.exe"));
+      document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.locator("#transfers li .status")).to_contain_text("Échec", timeout=10_000)
+    expect(page.locator("#transfers li .status")).to_contain_text("Ce type de fichier n'est pas accepté")
+    gib = settings.SETTINGS["max_file_size_mib"].default // 1024  # the setting is in MiB: 51,200 is "50 Go"
+    expect(page.locator(".help").first).to_contain_text(f"Taille maximale par fichier : {gib}\xa0Go.")
