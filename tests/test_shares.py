@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from litestar.testing import TestClient
 
-from relais import audit, files, mail
+from relais import audit, files, mail, settings
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.serving import free_port
 from tests.test_mail import Inbox
@@ -247,6 +247,8 @@ def test_wrong_passwords_slow_down_then_lock_the_link_and_tell_the_owner(app, au
     assert guest.get(link).status_code == 404  # locked: the right password no longer helps
     assert unlock(guest, link, password).status_code == 404
     assert smtp.deliver() == 1 and smtp.messages[-1]["To"] == staff.email and "locked" in smtp.messages[-1]["Subject"]
+    limit = settings.get(app.state.db.conn, "link_failures_before_lock")
+    assert f"a wrong password {limit} times on the link" in smtp.messages[-1].get_body(("plain",)).get_content()
     assert audit_rows(app, "share.locked")
 
 
