@@ -369,7 +369,8 @@ def main() -> int:
                     relais.tus_upload(urls["relais"], auth, source, latest[label])
 
                 def find(urls=urls, auth=auth, label=label):
-                    latest[label] = relais.file_id(urls["relais"], auth, latest[label])
+                    if "tus" in wanted:
+                        latest[label] = relais.file_id(urls["relais"], auth, latest[label])
 
                 def download(urls=urls, auth=auth, label=label):
                     curl("-o", "/dev/null", *auth, f"{urls['relais']}/files/{latest[label]}")

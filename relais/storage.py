@@ -239,11 +239,13 @@ def read_range(path: Path, key: bytes, file_id: str, start: int = 0, end: int | 
     Header, length and final record are checked before this returns, so a damaged, truncated or
     unfinished file raises IntegrityError here, before an HTTP response has started; a range
     outside the file raises ValueError. Each record is authenticated before any byte of it is
-    yielded; a bad one met later raises IntegrityError from the reader.
+    returned; a bad one met later raises IntegrityError from the reader. The reader keeps the file
+    this checked open (opening it blocks, so that happens here, in the caller's thread).
     """
     _check_key(key)
     aead = AESGCM(key)
-    with open(path, "rb", buffering=0) as f:
+    f = open(path, "rb", buffering=0)
+    try:
         header, seg = _read_header(f, file_id)
         st = os.fstat(f.fileno())
         n_full, size = _finished_layout(st.st_size, len(header), seg)
@@ -251,30 +253,37 @@ def read_range(path: Path, key: bytes, file_id: str, start: int = 0, end: int | 
         last = bytearray(st.st_size - f.tell())
         _read_exact(f, last)
         last = _open_record(aead, header, n_full, True, last)
-    end = size if end is None else end
-    if not 0 <= start <= end <= size:
-        raise ValueError(f"range [{start}, {end}) is outside a file of {size} bytes")
-    return RangeReader(path, (st.st_dev, st.st_ino, st.st_size), aead, header, seg, n_full, last, start, end)
+        end = size if end is None else end
+        if not 0 <= start <= end <= size:
+            raise ValueError(f"range [{start}, {end}) is outside a file of {size} bytes")
+        if start == end or start // seg >= n_full:  # nothing but the final record, already decrypted
+            f.close()
+            f = None
+        return RangeReader(f, aead, header, seg, n_full, last, start, end)
+    except BaseException:
+        if f is not None:
+            f.close()
+        raise
 
 
 class RangeReader:
     """The plaintext of [start, end) of a finished file, about a segment at a time.
 
     Iterating it reads and decrypts each block, waiting for the disk as needed. ``read(wait=False)``
-    serves the caller that must not wait for the disk (an event loop): it raises BlockingIOError
-    when the record is not in the page cache yet, keeping what it did read, and a later ``read()``
-    (in a worker thread) finishes the same block. The file is opened at the first read and closed
-    at the end, on an error or by ``close()``, so an unused reader holds no descriptor.
+    serves a caller that must not wait for the disk (an event loop): it raises BlockingIOError
+    when the record is not all in the page cache yet, keeping what it did read, and a later
+    ``read()`` (in a worker thread) finishes the same block. The file is closed after the last
+    block, on an error, or by ``close()``.
     """
 
-    def __init__(self, path, identity, aead, header, seg, n_full, last, start, end):
-        self._path, self._identity, self._aead, self._header = path, identity, aead, header
+    def __init__(self, f, aead, header, seg, n_full, last, start, end):
+        self._file, self._aead, self._header = f, aead, header
         self._seg, self._n_full, self._last, self._start, self._end = seg, n_full, last, start, end
         self._index = start // seg  # the next record to return
         self._stop = (end - 1) // seg + 1 if end > start else self._index
-        self._fd: int | None = None
-        self._buf = bytearray(seg + OVERHEAD)  # reused: decrypt() returns a new bytes object each time
+        self._buf = bytearray(seg + OVERHEAD) if f is not None else None  # reused: decrypt() returns new bytes
         self._got = 0  # bytes of record ``_index`` already in _buf
+        self._nowait = _NOWAIT is not None  # whether this system and file system can say "would wait"
 
     def __iter__(self) -> RangeReader:
         return self
@@ -308,43 +317,38 @@ class RangeReader:
 
     def _fill(self, index: int, wait: bool) -> None:
         """Read record ``index`` into _buf; without ``wait``, only what the page cache holds."""
-        if self._fd is None:
-            self._open()
-        flags = 0 if wait else _NOWAIT
-        if flags is None:  # this system cannot tell whether a read would wait
-            raise BlockingIOError()
         mv = memoryview(self._buf)
         offset = len(self._header) + index * (self._seg + OVERHEAD)
+        if wait:
+            self._file.seek(offset + self._got)
+            while self._got < len(mv):
+                n = self._file.readinto(mv[self._got:])
+                if not n:
+                    raise IntegrityError("file ends in the middle of a record")
+                self._got += n
+            return
+        if not self._nowait:
+            raise BlockingIOError()
         while self._got < len(mv):
             try:
-                n = os.preadv(self._fd, [mv[self._got:]], offset + self._got, flags)
-            except OSError as error:
-                if flags and error.errno == errno.EOPNOTSUPP:  # a file system without RWF_NOWAIT
-                    raise BlockingIOError() from None
+                n = os.preadv(self._file.fileno(), [mv[self._got:]], offset + self._got, _NOWAIT)
+            except BlockingIOError:
                 raise
-            if not n:
-                raise IntegrityError("file ends in the middle of a record")
-            self._got += n
-            if flags and self._got < len(mv):  # partly cached: the rest comes from the disk
+            except OSError as error:  # no RWF_NOWAIT on this file system, or preadv2 forbidden (seccomp)
+                if error.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EINVAL):
+                    raise
+                self._nowait = False
+                raise BlockingIOError() from None
+            if not n:  # let the waiting read tell the end of the file from a read that gave up
                 raise BlockingIOError()
-
-    def _open(self) -> None:
-        fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino, st.st_size) != self._identity:
-            os.close(fd)
-            raise IntegrityError("file changed while being read")
-        self._fd = fd
+            self._got += n
 
     def close(self) -> None:
         """Release the file; later reads return None."""
         self._stop = self._index
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
+        if self._file is not None:
+            f, self._file = self._file, None
+            f.close()
 
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0) or None  # Linux 4.14+: preadv fails with EAGAIN instead of waiting

@@ -5,17 +5,22 @@ the offset durable at the last checkpoint, who may resume it (the owner's sessio
 expires. Writers stay open between requests in a per-process table, so a PATCH that follows a
 dropped connection continues without re-reading the file; after a restart the writer is rebuilt
 with :meth:`SegmentWriter.resume`, which re-verifies and re-hashes what was stored. An open writer
-holds a descriptor and its partial segment (up to 1 MiB), so at most MAX_OPEN_WRITERS stay open:
-past that, the least recently used one that no request is using is closed. Every PATCH ends with a
-checkpoint, so nothing is lost; that upload's next request resumes it from disk.
+holds a descriptor and its partial segment (up to 1 MiB): past MAX_OPEN_WRITERS, writers that no
+request is using and that have been idle for IDLE_SECONDS are closed, least recently used first.
+Every PATCH ends with a checkpoint, so nothing is lost; that upload's next request resumes it from
+disk. Uploads in steady use are never closed (re-reading a large upload at each of its requests
+would cost more than its descriptor), so the cap is exceeded only while that many are active.
 
-Every function here blocks (disk, fsync, database): the views call them through a worker thread.
+claim(), release() and busy() take a lock held only for a few dictionary operations, never across
+disk work: the views call them on the event loop. Every other function blocks (disk, fsync,
+database): the views call them through a worker thread.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +33,13 @@ from relais.db import Database
 CHECKPOINT_BYTES = 64 * 1024 * 1024
 
 MAX_OPEN_WRITERS = 32
+IDLE_SECONDS = 120
 
-_writers: OrderedDict[str, storage.SegmentWriter] = OrderedDict()  # least recently used first
+# upload id -> (writer, when it was last used), least recently used first
+_writers: OrderedDict[str, tuple[storage.SegmentWriter, float]] = OrderedDict()
 _busy: set[str] = set()  # uploads a request is writing to in this process: never closed under it
-# Guards both; a HEAD and a PATCH arriving together must not both resume one upload.
-_lock = threading.Lock()
+_opening: dict[str, threading.Lock] = {}  # a HEAD and a PATCH arriving together must not both resume one upload
+_lock = threading.Lock()  # guards the three; never held across disk or database work
 
 
 def claim(upload_id: str) -> bool:
@@ -55,14 +62,36 @@ def busy(upload_id: str) -> bool:
 
 
 def _keep(upload_id: str, writer: storage.SegmentWriter) -> None:
-    """Remember an open writer (under _lock), closing the least recently used idle ones past the cap."""
-    _writers[upload_id] = writer
-    _writers.move_to_end(upload_id)
-    while len(_writers) > MAX_OPEN_WRITERS:
-        idle = next((other for other in _writers if other not in _busy), None)
-        if idle is None:
-            break  # every open writer is receiving: more requests than the cap, none may be closed
-        _writers.pop(idle).close()
+    """Remember an open writer; past the cap, close the least recently used ones long idle."""
+    with _lock:
+        now = time.monotonic()
+        _writers[upload_id] = (writer, now)
+        _writers.move_to_end(upload_id)
+        for other, (old, used) in list(_writers.items()):
+            if len(_writers) <= MAX_OPEN_WRITERS or now - used < IDLE_SECONDS:
+                break  # least recently used first: the rest were used even more recently
+            if other not in _busy:
+                # Closed before _lock is let go, so a request resuming it from disk never finds
+                # its file still locked; idle, it has no append in flight: closing is quick.
+                del _writers[other]
+                old.close()
+
+
+def _open_writer(upload_id: str) -> storage.SegmentWriter | None:
+    """This process's writer of the upload, marked as just used; None if it has none."""
+    with _lock:
+        entry = _writers.get(upload_id)
+        if entry is None:
+            return None
+        _writers[upload_id] = (entry[0], time.monotonic())
+        _writers.move_to_end(upload_id)
+        return entry[0]
+
+
+def _take(upload_id: str) -> storage.SegmentWriter | None:
+    with _lock:
+        entry = _writers.pop(upload_id, None)
+    return None if entry is None else entry[0]
 
 
 @dataclass(frozen=True)
@@ -84,8 +113,7 @@ def create(database: Database, master: bytes, files_dir: Path, owner_id: int, se
     upload_id = secrets.token_hex(16)
     file_id, writer = files.begin(database, master, files_dir, owner_id, name, media_type,
                                   upload={"id": upload_id, "session_hash": session_hash, "length": length}, who=who)
-    with _lock:
-        _keep(upload_id, writer)
+    _keep(upload_id, writer)
     return find(database, upload_id, owner_id, session_hash)
 
 
@@ -108,12 +136,19 @@ def writer_for(database: Database, master: bytes, files_dir: Path, upload: Uploa
     Returns None when the data file is already finished (a crash came between finishing it and
     committing it): the caller then completes the upload from what is on disk.
     """
-    with _lock:
-        writer = _writers.get(upload.id)
-        if writer is None:
-            return _resume(database, master, files_dir, upload)
-        _writers.move_to_end(upload.id)
+    writer = _open_writer(upload.id)
+    if writer is not None:
         return writer
+    with _lock:
+        opening = _opening.setdefault(upload.id, threading.Lock())
+    try:
+        with opening:  # the disk work runs under this upload's own lock, never under _lock
+            writer = _open_writer(upload.id)  # resumed by the request that held it just now
+            return writer if writer is not None else _resume(database, master, files_dir, upload)
+    finally:
+        with _lock:
+            if not opening.locked():
+                _opening.pop(upload.id, None)
 
 
 def _resume(database: Database, master: bytes, files_dir: Path, upload: Upload) -> storage.SegmentWriter | None:
@@ -145,8 +180,7 @@ def checkpoint(database: Database, upload: Upload, writer: storage.SegmentWriter
 
 def forget(upload_id: str) -> None:
     """Close and drop this process's writer (after an error: the next request resumes from disk)."""
-    with _lock:
-        writer = _writers.pop(upload_id, None)
+    writer = _take(upload_id)
     if writer is not None:
         writer.close()
 
@@ -154,8 +188,7 @@ def forget(upload_id: str) -> None:
 def finish(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload,
            writer: storage.SegmentWriter | None) -> files.StoredFile:
     """All bytes are in: finish, check and commit the file (FileRefused discards it)."""
-    with _lock:
-        _writers.pop(upload.id, None)
+    _take(upload.id)
     return files.complete(database, master, files_dir, who, upload.file_id, writer, expected_length=upload.length)
 
 
@@ -171,8 +204,17 @@ def purge_expired(database: Database, files_dir: Path) -> int:
         "SELECT files.id, uploads.id AS upload_id FROM files LEFT JOIN uploads ON uploads.file_id = files.id"
         " WHERE files.state = 'uploading' AND files.expires_at <= ?", [clock.now_iso()],
     )
+    purged = 0
     for row in rows:
         if row["upload_id"]:
-            forget(row["upload_id"])
-        files.discard(database, files_dir, row["id"], audit.SYSTEM, "upload.expire")
-    return len(rows)
+            if not claim(row["upload_id"]):
+                continue  # a request is writing to it right now: the next purge takes it
+            try:
+                forget(row["upload_id"])
+                files.discard(database, files_dir, row["id"], audit.SYSTEM, "upload.expire")
+            finally:
+                release(row["upload_id"])
+        else:
+            files.discard(database, files_dir, row["id"], audit.SYSTEM, "upload.expire")
+        purged += 1
+    return purged

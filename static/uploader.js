@@ -23,7 +23,7 @@
   var number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });
   function bytes(n) {
     var i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+    while (Math.round(n * 10) / 10 >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
     return number.format(n) + "\u00a0" + units[i];
   }
 
@@ -54,6 +54,15 @@
     b.addEventListener("click", onClick);
     return b;
   }
+
+  // At most RUNNING uploads at once, the others wait their turn: files finish one after the
+  // other instead of all crawling together, and the server keeps few uploads open per person.
+  var RUNNING = 3, running = 0, queue = [];
+  function pump() {
+    while (running < RUNNING && queue.length) { running += 1; queue.shift()(); }
+  }
+  function whenFree(start) { queue.push(start); pump(); }
+  function freed() { running -= 1; pump(); }
 
   function add(file) {
     var item = document.createElement("li");
@@ -97,6 +106,7 @@
         say(format(msg("speed"), { speed: bytes(speed), left: duration(speed > 0 ? (total - sent) / speed : Infinity) }));
       },
       onSuccess: function () {
+        release();
         bar.value = bar.max;
         item.className = "done";
         say(msg("done"));
@@ -104,32 +114,44 @@
         document.body.dispatchEvent(new CustomEvent("relais:uploaded"));
       },
       onError: function (error) {
+        release();
         item.className = "failed";
         say(format(msg("failed"), { error: serverMessage(error) }));
         setActions([retry, remove]);
       }
     });
 
+    var holding = false, cancelled = false;  // holding: this upload has one of the RUNNING places
+    function release() { if (holding) { holding = false; freed(); } }
     function say(text) { status.textContent = text; }
     function setActions(buttons) { actions.replaceChildren.apply(actions, buttons); }
     var cancel = button(msg("cancel"), file.name, function () {
-      upload.abort(true).catch(function () {});  // true: the server deletes what it has (tus termination)
+      cancelled = true;
+      if (holding) { upload.abort(true).catch(function () {}); }  // true: the server deletes what it has (tus termination)
+      release();
       item.className = "failed";
       say(msg("cancelled"));
       setActions([remove]);
     });
     var retry = button(msg("retry"), file.name, function () {
       item.className = "";
+      cancelled = false;
+      say(msg("waiting"));
       setActions([cancel]);
-      upload.start();
+      whenFree(function () { holding = true; upload.start(); });
     });
     var remove = button(msg("remove"), file.name, function () { item.remove(); });
     setActions([cancel]);
 
     // The same file added again after a refresh resumes where it stopped (fingerprint in localStorage).
-    upload.findPreviousUploads().then(function (previous) {
-      if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
-      upload.start();
+    whenFree(function () {
+      if (cancelled) { freed(); return; }
+      holding = true;
+      upload.findPreviousUploads().then(function (previous) {
+        if (cancelled) { return; }
+        if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
+        upload.start();
+      });
     });
   }
 

@@ -229,6 +229,9 @@ def test_uploads_belong_to_their_session(app, client, auth, make_user):
 def test_termination_removes_everything(app, staff_client):
     url = create(staff_client, "gone.csv", len(CSV)).headers["location"]
     patch(staff_client, url, 0, CSV[:4])
+    assert uploads.claim(url.rsplit("/", 1)[1])  # while a PATCH writes to it, it cannot be terminated
+    assert staff_client.delete(url, headers=tus_headers(staff_client)).status_code == 409
+    uploads.release(url.rsplit("/", 1)[1])
     assert staff_client.delete(url, headers=tus_headers(staff_client)).status_code == 204
     assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 404
     nothing_left(app)
@@ -244,6 +247,10 @@ def test_expired_uploads_are_refused_and_purged(app, staff_client, frozen):
     assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 200
     frozen.advance(hours=2)
     assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 404
+    upload_id = url.rsplit("/", 1)[1]
+    assert uploads.claim(upload_id)  # a request still writing to it: its writer is not closed under it
+    assert uploads.purge_expired(app.state.db, app.state.config.files_dir) == 0
+    uploads.release(upload_id)
     assert uploads.purge_expired(app.state.db, app.state.config.files_dir) == 1
     nothing_left(app)
     assert len(audit_rows(app, "upload.expire")) == 1
@@ -262,6 +269,7 @@ def test_open_writers_are_capped_and_a_closed_one_resumes(app, staff_client, mon
     """Unfinished uploads do not each keep a descriptor and a segment in memory for 24 hours: past
     the cap the least recently used idle writer is closed, and its upload resumes from disk."""
     monkeypatch.setattr(uploads, "MAX_OPEN_WRITERS", 2)
+    monkeypatch.setattr(uploads, "IDLE_SECONDS", 0)  # every writer between two requests counts as idle
     files_dir = str(app.state.config.files_dir)
 
     def open_data_files() -> int:
@@ -287,10 +295,21 @@ def test_open_writers_are_capped_and_a_closed_one_resumes(app, staff_client, mon
     assert uploads._writers == {} and open_data_files() == 0
 
 
+def test_writers_in_steady_use_stay_open_past_the_cap(app, staff_client, monkeypatch):
+    """Closing an upload between two of its requests would make each request re-read all of it:
+    writers used within IDLE_SECONDS stay open, whatever their number."""
+    monkeypatch.setattr(uploads, "MAX_OPEN_WRITERS", 2)
+    urls = [create(staff_client, f"busy{i}.csv", len(CSV)).headers["location"] for i in range(4)]
+    assert len(uploads._writers) == 4
+    for url in urls:
+        assert patch(staff_client, url, 0, CSV).status_code == 204
+    assert uploads._writers == {}
+
+
 def test_a_crash_between_finishing_and_committing_is_completed_on_resume(app, staff_client):
     url = create(staff_client, "finished.csv", len(CSV)).headers["location"]
     upload_id = url.rsplit("/", 1)[1]
-    writer = uploads._writers.pop(upload_id)
+    writer = uploads._take(upload_id)
     writer.write(CSV)
     writer.finish()  # the data file is whole, but the process "died" before the commit
     assert files.list_files(app.state.db, 1) == []

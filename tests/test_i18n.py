@@ -180,6 +180,7 @@ def test_sizes_in_each_language(lang, sizes):
     from views.common import human_size
 
     assert [human_size(lang, n) for n in (1, 1023, 1536, 20480 * 1024 * 1024)] == sizes
+    assert human_size(lang, 1024 * 1024 - 1) == human_size(lang, 1024 * 1024)  # rounds up to the next unit
 
 
 def test_a_size_in_a_refusal_is_shown_in_the_persons_units(app, client, auth, staff):

@@ -181,7 +181,7 @@ def human_size(lang: str, size: int) -> str:
     The uploader's script shows sizes the same way (``static/uploader.js``)."""
     units = i18n.gettext(lang, SIZE_UNITS).split("|")
     value, i = float(size), 0
-    while value >= 1024 and i < len(units) - 1:
+    while round(value, 1) >= 1024 and i < len(units) - 1:  # 1,048,575 bytes is "1 MB", not "1,024 KB"
         value /= 1024
         i += 1
     return f"{format_decimal(value, format='#,##0.#', locale=lang)}\u00a0{units[i]}"

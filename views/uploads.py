@@ -32,8 +32,8 @@ log = logging.getLogger("relais")
 
 TUS_VERSION = "1.0.0"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
-# Protocol errors are for tus client software, in English like the protocol; what a person can
-# act on (a refused file, a full disk) is translated.
+# Every text goes to a person through the uploader, so each is translated (tus clients read the
+# status codes and headers).
 TOO_MUCH = N_("More data than the announced length.")
 
 
@@ -254,9 +254,14 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
 @delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
 def terminate_upload(request: Request, upload_id: str) -> Response:
     upload = _find(request, upload_id)
-    if upload is None or uploads.busy(upload.id):
-        return _response(404 if upload is None else 409)
-    uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
+    if upload is None:
+        return _response(404)
+    if not uploads.claim(upload.id):  # a PATCH is writing to it: its writer must not close under it
+        return _response(409)
+    try:
+        uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
+    finally:
+        uploads.release(upload.id)
     return _response(204)
 
 
