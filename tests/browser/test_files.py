@@ -85,3 +85,31 @@ def test_in_french_the_uploader_speaks_french_and_counts_in_ko(page, server):
     expect(page.locator("#transfers li .status")).to_contain_text("Ce type de fichier n'est pas accepté")
     gib = settings.SETTINGS["max_file_size_mib"].default // 1024  # the setting is in MiB: 51,200 is "50 Go"
     expect(page.locator(".help").first).to_contain_text(f"Taille maximale par fichier : {gib}\xa0Go.")
+
+
+def test_many_files_upload_three_at_a_time(page, server):
+    """Five files dropped at once: three upload while the others wait, and all five arrive."""
+    page.add_init_script("""(() => {
+      window.tusActive = 0; window.tusMostActive = 0;
+      const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
+      XMLHttpRequest.prototype.open = function (method, url) { this.isTus = String(url).includes("/tus/") && method !== "HEAD"; return open.apply(this, arguments); };
+      XMLHttpRequest.prototype.send = function () {
+        if (this.isTus) {
+          window.tusActive += 1; window.tusMostActive = Math.max(window.tusMostActive, window.tusActive);
+          // readyState 4 comes before "load", on which tus-js-client reports success and the next upload starts.
+          this.addEventListener("readystatechange", () => { if (this.readyState === 4) window.tusActive -= 1; });
+        }
+        return send.apply(this, arguments);
+      };
+    })()""")
+    login(page, server)
+    page.goto(server.url + "/files")
+    files = [[f"batch-{i}.csv", "id;value\n" + f"{i};1\n" * 200_000] for i in range(5)]
+    page.evaluate(DROP, [files])
+    statuses = page.locator("#transfers li .status")
+    expect(statuses).to_have_count(5)
+    for i in range(5):
+        expect(statuses.nth(i)).to_have_text("Uploaded", timeout=30_000)
+    assert page.evaluate("window.tusMostActive") == 3
+    for name, _ in files:
+        expect(page.locator("#file-list").get_by_role("cell", name=name, exact=True)).to_be_visible()
