@@ -110,6 +110,9 @@ def curl(*args: str) -> str:
 
 
 def timed(fn, size: int, pid: int | None = None) -> tuple[float, int | None]:
+    # Data the previous transfer left for the kernel to write (the baselines never fsync) goes
+    # to disk first: its writeback would otherwise take CPU and disk from this transfer.
+    os.sync()
     memory = PeakMemory(pid) if pid else None
     if memory:
         memory.__enter__()
