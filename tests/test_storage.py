@@ -481,6 +481,20 @@ def test_master_key_without_newline_accepted(tmp_path):
     assert load_master_key(path) == b"\x0f" * 32
 
 
+def read_as_the_event_loop_does(reader) -> list[bytes]:
+    """Each block without waiting; where that would wait, the block by a waiting read (as
+    views.streaming.decrypted does in a worker thread)."""
+    got = []
+    while True:
+        try:
+            block = reader.read(wait=False)
+        except BlockingIOError:
+            block = reader.read()
+        if block is None:
+            return got
+        got.append(block)
+
+
 def test_reader_without_waiting_finishes_a_block_the_disk_interrupted(tmp_path, monkeypatch):
     """read(wait=False) gives up where the page cache ends and a later read() goes on from there:
     the event loop never waits for the disk, and no byte is read twice or skipped."""
@@ -498,15 +512,8 @@ def test_reader_without_waiting_finishes_a_block_the_disk_interrupted(tmp_path, 
         return real_preadv(fd, buffers, offset, flags)
 
     monkeypatch.setattr(os, "preadv", preadv)
-    reader, got = read_range(path, KEY, FID, 5, 95), []
-    while True:
-        try:
-            block = reader.read(wait=False)
-        except BlockingIOError:
-            block = reader.read()
-        if block is None:
-            break
-        got.append(block)
+    reader = read_range(path, KEY, FID, 5, 95)
+    got = read_as_the_event_loop_does(reader)
     assert b"".join(got) == data[5:95]
     assert [len(b) for b in got] == [11, 16, 16, 16, 16, 15]
     assert len(calls) >= 6  # every record was first tried without waiting
@@ -525,15 +532,7 @@ def test_reader_falls_back_to_waiting_where_reads_cannot_say_they_would_wait(tmp
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(os, "preadv", refused)
-    reader, got = read_range(path, KEY, FID), []
-    while True:
-        try:
-            block = reader.read(wait=False)
-        except BlockingIOError:
-            block = reader.read()
-        if block is None:
-            break
-        got.append(block)
+    got = read_as_the_event_loop_does(read_range(path, KEY, FID))
     assert b"".join(got) == b"abc" * 30 and len(calls) == 1  # tried once, then not again
 
 
