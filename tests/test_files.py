@@ -450,6 +450,32 @@ def test_content_disposition_fallbacks(name, fallback):
     assert content_disposition(name).startswith(f'attachment; filename="{fallback}"; filename*=UTF-8\'\'')
 
 
+def test_downloads_read_from_the_disk_in_worker_threads(app, staff_client, monkeypatch):
+    """Records not in the page cache are read by a worker thread, never by the event loop."""
+    import asyncio
+
+    data = b"0123456789" * 300_000  # two full 1 MiB records and a final one
+    file_id = upload(staff_client, "cold.txt", data)
+    readers = []
+    original = storage.RangeReader._fill
+
+    def fill(self, index, wait):
+        if not wait:
+            raise BlockingIOError()  # as RWF_NOWAIT says of a record that is not cached
+        try:
+            asyncio.get_running_loop()
+            readers.append("the event loop")
+        except RuntimeError:  # no loop runs in this thread: a worker thread
+            readers.append("a worker thread")
+        return original(self, index, wait)
+
+    monkeypatch.setattr(storage.RangeReader, "_fill", fill)
+    response = staff_client.get(f"/files/{file_id}")
+    assert response.status_code == 200 and response.content == data
+    assert readers == ["a worker thread"] * 2
+    assert staff_client.get(f"/files/{file_id}", headers={"Range": "bytes=1048570-1048580"}).content == data[1048570:1048581]
+
+
 def test_download_ranges(app, staff_client):
     data = b"0123456789" * 300_000  # 3 MB: ranges cross segment boundaries
     file_id = upload(staff_client, "digits.txt", data)
