@@ -332,9 +332,8 @@ class RangeReader:
         while self._got < len(mv):
             try:
                 n = os.preadv(self._file.fileno(), [mv[self._got:]], offset + self._got, _NOWAIT)
-            except BlockingIOError:
-                raise
-            except OSError as error:  # no RWF_NOWAIT on this file system, or preadv2 forbidden (seccomp)
+            except OSError as error:  # EAGAIN (BlockingIOError, not cached) goes up as it is
+                # No RWF_NOWAIT on this file system, or preadv2 forbidden (seccomp): stop asking.
                 if error.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EINVAL):
                     raise
                 self._nowait = False

@@ -192,10 +192,24 @@ def finish(database: Database, master: bytes, files_dir: Path, who: audit.Who, u
     return files.complete(database, master, files_dir, who, upload.file_id, writer, expected_length=upload.length)
 
 
-def terminate(database: Database, files_dir: Path, who: audit.Who, upload: Upload) -> None:
-    """tus termination: the upload and everything stored of it are removed."""
-    forget(upload.id)
-    files.discard(database, files_dir, upload.file_id, who, "upload.terminate")
+def terminate(database: Database, files_dir: Path, who: audit.Who, upload: Upload) -> bool:
+    """tus termination: the upload and everything stored of it are removed. False, and nothing
+    done, while a request is writing to it (its writer must not close under it)."""
+    return _remove(database, files_dir, upload.id, upload.file_id, who, "upload.terminate")
+
+
+def _remove(database: Database, files_dir: Path, upload_id: str | None, file_id: str, who: audit.Who, action: str) -> bool:
+    """Close the upload's writer and discard its file, unless a request is writing to it."""
+    if upload_id is not None and not claim(upload_id):
+        return False
+    try:
+        if upload_id is not None:
+            forget(upload_id)
+        files.discard(database, files_dir, file_id, who, action)
+    finally:
+        if upload_id is not None:
+            release(upload_id)
+    return True
 
 
 def purge_expired(database: Database, files_dir: Path) -> int:
@@ -204,17 +218,5 @@ def purge_expired(database: Database, files_dir: Path) -> int:
         "SELECT files.id, uploads.id AS upload_id FROM files LEFT JOIN uploads ON uploads.file_id = files.id"
         " WHERE files.state = 'uploading' AND files.expires_at <= ?", [clock.now_iso()],
     )
-    purged = 0
-    for row in rows:
-        if row["upload_id"]:
-            if not claim(row["upload_id"]):
-                continue  # a request is writing to it right now: the next purge takes it
-            try:
-                forget(row["upload_id"])
-                files.discard(database, files_dir, row["id"], audit.SYSTEM, "upload.expire")
-            finally:
-                release(row["upload_id"])
-        else:
-            files.discard(database, files_dir, row["id"], audit.SYSTEM, "upload.expire")
-        purged += 1
-    return purged
+    # One a request is writing to right now is left for the next purge.
+    return sum(_remove(database, files_dir, row["upload_id"], row["id"], audit.SYSTEM, "upload.expire") for row in rows)

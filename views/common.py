@@ -20,10 +20,10 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from relais import audit, i18n
-from relais.i18n import N_
-from relais.refusal import Size
 from relais.db import Database
+from relais.i18n import N_
 from relais.passwords import Hasher
+from relais.refusal import Size
 from relais.users import User
 
 SESSION_COOKIE = "__Host-relais_session"

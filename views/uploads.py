@@ -42,9 +42,14 @@ def _response(status: int, headers: dict | None = None, text: str = "") -> Respo
                     headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
 
 
+def _say(request: Request, status: int, message: str, **variables) -> Response:
+    """A response whose text (marked with N_), shown to the person by the uploader, is in their language."""
+    return _response(status, text=common.gettext(request, message, **variables))
+
+
 def _refused(request: Request, exc: files.FileRefused) -> Response:
     status = {"too_large": 413, "too_many": 403}.get(exc.reason, 400)
-    return _response(status, text=common.gettext(request, files.REASONS[exc.reason], **exc.variables))
+    return _say(request, status, files.REASONS[exc.reason], **exc.variables)
 
 
 def _expires(upload: uploads.Upload) -> str:
@@ -104,7 +109,7 @@ def create_upload(request: Request) -> Response:
         length = int(request.headers.get("upload-length", ""))
         metadata = parse_metadata(request.headers.get("upload-metadata", ""))
     except ValueError:
-        return _response(400, text=common.gettext(request, "Upload-Length and Upload-Metadata are required."))
+        return _say(request, 400, N_("Upload-Length and Upload-Metadata are required."))
     if length < 0:
         return _response(400)
     database, master, files_dir = _state(request)
@@ -162,9 +167,9 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         checksum = _checksum(request.headers.get("upload-checksum"))
         declared = int(request.headers.get("content-length", "0"))
     except ValueError:
-        return _response(400, text=common.gettext(request, "Upload-Offset is missing, or the checksum algorithm is not supported."))
+        return _say(request, 400, N_("Upload-Offset is missing, or the checksum algorithm is not supported."))
     if not uploads.claim(upload.id):
-        return _response(409, text=common.gettext(request, "This upload is already receiving data."))
+        return _say(request, 409, N_("This upload is already receiving data."))
     database, master, files_dir = _state(request)
     try:
         writer = await common.in_thread(uploads.writer_for, database, master, files_dir, upload)
@@ -174,7 +179,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
         if declared > upload.length - offset:
-            return _response(413, text=common.gettext(request, TOO_MUCH))
+            return _say(request, 413, TOO_MUCH)
         receive = _receive_checked if checksum else _receive
         new_offset, problem = await receive(request, database, upload, writer, checksum)
         if problem:
@@ -190,7 +195,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
         log.error("upload %s: %s", upload.id, exc)
         await common.in_thread(uploads.forget, upload.id)
-        return _response(507, text=common.gettext(request, "The server could not store the data (disk full?). Try again later."))
+        return _say(request, 507, N_("The server could not store the data (disk full?). Try again later."))
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
         await common.in_thread(uploads.forget, upload.id)
@@ -219,7 +224,7 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.TooMuchData:
-        problem = _response(413, text=common.gettext(request, TOO_MUCH))
+        problem = _say(request, 413, TOO_MUCH)
     finally:
         try:
             await pipeline.drain()
@@ -242,9 +247,9 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.TooMuchData:
-            return writer.offset, _response(413, text=common.gettext(request, TOO_MUCH))
+            return writer.offset, _say(request, 413, TOO_MUCH)
         if not hmac.compare_digest(hasher.digest(), expected):
-            return writer.offset, _response(460, text=common.gettext(request, "Checksum mismatch: the chunk was not stored."))
+            return writer.offset, _say(request, 460, N_("Checksum mismatch: the chunk was not stored."))
         plaintext = held.blocks()
         while (block := await common.in_thread(next, plaintext, None)) is not None:
             await common.in_thread(writer.write, block)
@@ -256,12 +261,8 @@ def terminate_upload(request: Request, upload_id: str) -> Response:
     upload = _find(request, upload_id)
     if upload is None:
         return _response(404)
-    if not uploads.claim(upload.id):  # a PATCH is writing to it: its writer must not close under it
-        return _response(409)
-    try:
-        uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
-    finally:
-        uploads.release(upload.id)
+    if not uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload):
+        return _response(409)  # a PATCH is writing to it
     return _response(204)
 
 
