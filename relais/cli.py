@@ -56,6 +56,9 @@ def main(argv: list[str], create_app) -> int:
 def serve(config, create_app) -> int:
     import uvicorn
 
+    from relais import memory
+
+    memory.tune_malloc()
     key_file = config.resolved_master_key_file
     key_existed = key_file.exists()
     app = create_app(config)
