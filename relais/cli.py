@@ -81,7 +81,8 @@ def serve(config, create_app) -> int:
         )
     # proxy_headers off: X-Forwarded-For is honoured by Relais itself, and only from trusted proxies.
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
-                                           proxy_headers=False, server_header=False, log_level="info"))
+                                           proxy_headers=False, server_header=False, log_level="info",
+                                           timeout_graceful_shutdown=config.stop_grace_seconds))
     logging.getLogger("uvicorn.access").addFilter(logs.RedactTokens())  # after uvicorn configured logging
     server.run()
     return 0

@@ -1,7 +1,7 @@
 """tus against a real server process, with tuspy (a tus client written by others).
 
 Upload, cut a PATCH off mid-body, resume; kill the server (SIGKILL) mid-upload, start it again on
-the same data folder and port, resume; each time the downloaded bytes and SHA-256 must match.
+the same data folder and port, resume; stop it (SIGTERM) while a client stalls mid-PATCH; each time the downloaded bytes and SHA-256 must match.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from tests.serving import Server
 EMAIL, PASSWORD = "tus@registry.example", "violet tugboat marmalade"
 MIB = 1024 * 1024
 GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
+GRACE = 2  # seconds a stopping server gives requests in flight
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("tus") / "data")
+    srv.env["RELAIS_STOP_GRACE_SECONDS"] = str(GRACE)
     srv.command("create-admin", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
     srv.start()
     yield srv
@@ -116,6 +118,46 @@ def test_server_killed_mid_upload_then_restarted(server):
     assert resumed.offset == after
     resumed.upload()
     got = download(server, headers, "killed.csv.gz")
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+
+
+def open_patch(server, headers, url, at: int, declared: int) -> socket.socket:
+    """A connection with the head of a PATCH announcing ``declared`` bytes from ``at`` sent."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall((f"PATCH {url.removeprefix(server.url)} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Upload-Offset: {at}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {declared}\r\n"
+                  + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode("latin-1"))
+    return sock
+
+
+def test_stop_does_not_wait_for_a_stalled_upload(server):
+    """A whole file may come in one PATCH (the browser's uploader sends it so): a server asked to
+    stop cuts such a request after the grace period instead of waiting for the client, and the
+    upload goes on after the restart from what was durable."""
+    headers = login(server)
+    data = GZIP + os.urandom(10 * MIB + 99)
+    client = TusClient(server.url + "/tus/", headers=headers)
+    uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "stalled.csv.gz"})
+    uploader.upload_chunk()
+
+    with open_patch(server, headers, uploader.url, 3 * MIB, len(data) - 3 * MIB) as sock:
+        sock.sendall(data[3 * MIB : 5 * MIB])  # then the client sends nothing more, and keeps the connection
+        time.sleep(0.5)
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=GRACE + 15)
+        took = time.monotonic() - asked
+    assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn ends by re-raising the signal
+    assert took < GRACE + 10, took  # uvicorn alone would wait for the client for ever
+    log = open(server.log.name).read()
+    assert "Cancel 1 running task(s)" in log  # it was the grace period that ended the request
+    server.start()
+
+    after = offset(server, headers, uploader.url)
+    assert 3 * MIB <= after <= 5 * MIB
+    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
+    resumed.upload()
+    got = download(server, headers, "stalled.csv.gz")
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
 
 
