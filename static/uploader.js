@@ -64,6 +64,25 @@
   function whenFree(start) { queue.push(start); pump(); }
   function freed() { running -= 1; pump(); }
 
+  // The file as tus-js-client reads it. Chromium sends a File straight from the disk, but a slice
+  // of one through its blob system, at half the speed and twice the CPU (measured on a 2-core
+  // machine: 420-460 against 210-240 MB/s over loopback). So the file goes in one request, the
+  // File itself, and only a resumed upload sends a slice: the rest from the server's offset.
+  // One request is safe: the server keeps what arrived when a connection drops and checkpoints
+  // every 64 MiB on the way, so a retry or a resume after a refresh goes on from where it stopped.
+  var wholeFile = {
+    openFile: function (file) {
+      return Promise.resolve({
+        size: file.size,
+        slice: function (start, end) {
+          var whole = start === 0 && end >= file.size;
+          return Promise.resolve({ value: whole ? file : file.slice(start, end), done: end >= file.size });
+        },
+        close: function () {}
+      });
+    }
+  };
+
   function add(file) {
     var item = document.createElement("li");
     var name = document.createElement("span");
@@ -85,7 +104,7 @@
       endpoint: root.getAttribute("data-endpoint"),
       headers: { "x-csrftoken": root.getAttribute("data-csrf") },
       metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-      chunkSize: 50 * 1024 * 1024,
+      fileReader: wholeFile,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
       removeFingerprintOnSuccess: true,
       onShouldRetry: function (error, retryAttempt, options) {

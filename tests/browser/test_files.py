@@ -27,11 +27,14 @@ def test_drop_two_files_see_progress_then_download_one(page, server, tmp_path):
     expect(page.locator("#upload-form")).to_be_hidden()  # the script took over from the plain form
     check_accessibility(page)
 
+    patches = []
+    page.on("request", lambda r: "/tus/" in r.url and r.method == "PATCH" and patches.append(r.headers["upload-offset"]))
     page.evaluate(DROP, [[["measurements.csv", first], ["remarks é.csv", second]]])
     transfers = page.locator("#transfers li")
     expect(transfers).to_have_count(2)
     for i in range(2):
         expect(transfers.nth(i).locator(".status")).to_have_text("Uploaded", timeout=30_000)
+    assert patches == ["0", "0"]  # each file whole, in one request
     assert page.locator("#transfers progress").evaluate_all("bars => bars.map(b => b.value / b.max)") == [1, 1]
 
     table = page.locator("#file-list table")
@@ -113,3 +116,33 @@ def test_many_files_upload_three_at_a_time(page, server):
     assert page.evaluate("window.tusMostActive") == 3
     for name, _ in files:
         expect(page.locator("#file-list").get_by_role("cell", name=name, exact=True)).to_be_visible()
+
+
+def test_an_upload_stopped_halfway_sends_only_the_rest(page, server):
+    """An upload whose first half reached the server (another tab, before a crash...) is resumed
+    by the uploader from the server's offset: one more request, carrying the second half only."""
+    login(page, server)
+    page.goto(server.url + "/files")
+    make_file = """() => new File(["x;y\\n".repeat(600000)], "halves.csv", {type: "text/csv", lastModified: 1700000000000})"""
+    size = page.evaluate(f"() => ({make_file})().size")
+    half = size // 2
+    # tus-js-client itself sends the first half and remembers the upload, as the uploader would.
+    page.evaluate(f"""() => new Promise((done, failed) => {{
+      const upload = new tus.Upload(({make_file})(), {{
+        endpoint: "/tus/", chunkSize: {half}, metadata: {{filename: "halves.csv", filetype: "text/csv"}},
+        headers: {{"x-csrftoken": document.getElementById("uploader").dataset.csrf}},
+        onChunkComplete: () => {{ upload.abort().then(done); }}, onError: failed}});
+      upload.start();
+    }})""")
+    page.reload()
+    patches = []
+    page.on("request", lambda r: "/tus/" in r.url and r.method == "PATCH" and patches.append(r.headers["upload-offset"]))
+    page.evaluate(f"""() => {{
+      const transfer = new DataTransfer();
+      transfer.items.add(({make_file})());
+      document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {{dataTransfer: transfer, bubbles: true, cancelable: true}}));
+    }}""")
+    expect(page.locator("#transfers li .status")).to_have_text("Uploaded", timeout=30_000)
+    assert patches == [str(half)]
+    content = ("x;y\n" * 600000).encode()
+    expect(page.locator("#file-list").get_by_text(hashlib.sha256(content).hexdigest())).to_be_visible()
