@@ -131,6 +131,12 @@ class SegmentWriter:
         """Plaintext bytes accepted so far (durable only up to the last checkpoint)."""
         return self._index * self._seg + len(self._tail)
 
+    @property
+    def to_boundary(self) -> int:
+        """Plaintext bytes until the next segment starts: data written in whole segments from
+        there is encrypted as it is, without being copied into the partial tail first."""
+        return self._seg - len(self._tail)
+
     def write(self, data) -> None:
         """Accept plaintext. It is hashed here; its complete segments are encrypted and appended by
         a sealing thread while the caller goes on (two cores: hashlib and AESGCM release the GIL).

@@ -213,7 +213,7 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
     pipeline, since_checkpoint, problem = streaming.Pipeline(writer.write), 0, None
     checkpointing: asyncio.Future | None = None
     try:
-        async for block in streaming.blocks(request, upload.length - writer.offset):
+        async for block in streaming.blocks(request, upload.length - writer.offset, first=writer.to_boundary):
             await pipeline.write(block)
             since_checkpoint += len(block)
             if since_checkpoint >= uploads.CHECKPOINT_BYTES:
