@@ -4,6 +4,7 @@ writer's segments start, whole and in order, whatever the chunk sizes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,11 @@ class FakeRequest:
 def collect(chunks: list[bytes], first: int) -> list[bytes]:
     async def run():
         return [block async for block in streaming.blocks(FakeRequest(chunks), float("inf"), first=first)]
-    return asyncio.run(run())
+    result = []  # in a thread of its own: the browser tests leave Playwright's event loop in this one
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(run())))
+    thread.start()
+    thread.join()
+    return result[0]
 
 
 @settings(max_examples=60, deadline=None)
