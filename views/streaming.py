@@ -17,7 +17,9 @@ from litestar.exceptions import InternalServerException
 
 from relais import storage
 
-BLOCK = 1024 * 1024  # hand the cipher and the disk large blocks, never the server's small chunks
+# Hand the cipher and the disk large blocks, never the server's small chunks; one segment each,
+# so that blocks cut on a segment boundary stay on them.
+BLOCK = storage.SEGMENT_SIZE
 
 
 class Disconnected(Exception):
