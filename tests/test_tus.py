@@ -147,10 +147,13 @@ def test_stop_does_not_wait_for_a_stalled_upload(server):
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=GRACE + 15)
         took = time.monotonic() - asked
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 503 ")  # an answer the client retries on, not a reset
     assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn ends by re-raising the signal
     assert took < GRACE + 10, took  # uvicorn alone would wait for the client for ever
     log = open(server.log.name).read()
     assert "Cancel 1 running task(s)" in log  # it was the grace period that ended the request
+    assert "cut off: the server is stopping" in log and "Traceback" not in log
     server.start()
 
     after = offset(server, headers, uploader.url)

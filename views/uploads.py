@@ -190,6 +190,13 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         else:
             headers["Upload-Expires"] = _expires(upload)
         return _response(204, headers)
+    except asyncio.CancelledError:
+        # The server is stopping and its grace period (RELAIS_STOP_GRACE_SECONDS) is over. What
+        # arrived is on disk up to the last checkpoint: answer so that the client retries, instead
+        # of ending with a stack trace in the log.
+        asyncio.current_task().uncancel()
+        log.info("upload %s cut off: the server is stopping; it resumes from its last checkpoint", upload.id)
+        return _say(request, 503, N_("The server is restarting. The upload will go on by itself."))
     except files.FileRefused as exc:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
