@@ -56,6 +56,17 @@ def main(argv: list[str], create_app) -> int:
 def serve(config, create_app) -> int:
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        """uvicorn, telling the app when a stop is asked for (SIGTERM, Ctrl-C)."""
+
+        def __init__(self, stopping, server_config):
+            super().__init__(server_config)
+            self._stopping = stopping
+
+        def handle_exit(self, sig, frame) -> None:
+            self._stopping.set()
+            super().handle_exit(sig, frame)
+
     from relais import memory
 
     memory.tune_malloc()
@@ -80,7 +91,7 @@ def serve(config, create_app) -> int:
             flush=True,
         )
     # proxy_headers off: X-Forwarded-For is honoured by Relais itself, and only from trusted proxies.
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
+    server = _Server(app.state.stopping, uvicorn.Config(app, host=config.host, port=config.port, http="httptools", loop="uvloop",
                                            proxy_headers=False, server_header=False, log_level="info",
                                            timeout_graceful_shutdown=config.stop_grace_seconds))
     logging.getLogger("uvicorn.access").addFilter(logs.RedactTokens())  # after uvicorn configured logging

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from relais import mail
@@ -40,4 +41,7 @@ def prepare(config: Config) -> dict:
         # Wraps every file's key; created on first start (keep it outside data/ in production).
         "master_key": load_master_key(config.resolved_master_key_file, create=True),
         "mail_sender": mail_sender,
+        # Set when the server is asked to stop: tus uploads in flight then save what arrived and
+        # answer 503 at once (the client resumes after the restart) instead of holding up the stop.
+        "stopping": threading.Event(),
     }

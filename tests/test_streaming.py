@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,22 +18,40 @@ BLOCK = streaming.BLOCK
 
 
 class FakeRequest:
-    def __init__(self, chunks: list[bytes]):
-        self._chunks = chunks
+    """What blocks() uses of a request: the body's chunks and the app's stop signal."""
+
+    def __init__(self, chunks: list[bytes], stop_after: int | None = None):
+        self._chunks, self._stop_after = chunks, stop_after
+        self.app = SimpleNamespace(state=SimpleNamespace(stopping=threading.Event()))
 
     async def stream(self):
-        for chunk in self._chunks:
+        for i, chunk in enumerate(self._chunks):
+            if i == self._stop_after:
+                self.app.state.stopping.set()  # SIGTERM arrives while this chunk is on its way
             yield chunk
 
 
-def collect(chunks: list[bytes], first: int) -> list[bytes]:
+def collect(chunks: list[bytes], first: int, stop_after: int | None = None, got: list | None = None) -> list[bytes]:
+    got = [] if got is None else got
+
     async def run():
-        return [block async for block in streaming.blocks(FakeRequest(chunks), float("inf"), first=first)]
-    result = []  # in a thread of its own: the browser tests leave Playwright's event loop in this one
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(run())))
+        async for block in streaming.blocks(FakeRequest(chunks, stop_after), float("inf"), first=first):
+            got.append(block)
+        return got
+    outcome = []  # in a thread of its own: the browser tests leave Playwright's event loop in this one
+
+    def in_thread():
+        try:
+            outcome.append(asyncio.run(run()))
+        except BaseException as exc:  # raised again below, in the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=in_thread)
     thread.start()
     thread.join()
-    return result[0]
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 @settings(max_examples=60, deadline=None)
@@ -50,3 +71,11 @@ def test_blocks_start_on_the_writers_boundaries(sizes, first):
         assert len(block) == size
     if blocks:
         assert 0 < len(blocks[-1]) <= expected[len(blocks) - 1]
+
+
+def test_a_stop_ends_the_body_after_the_chunk_in_hand_keeping_what_arrived():
+    chunks = [bytes([i]) * 300_000 for i in range(10)]
+    got: list[bytes] = []
+    with pytest.raises(streaming.Stopping):
+        collect(chunks, BLOCK, stop_after=4, got=got)
+    assert b"".join(got) == b"".join(chunks[:5])  # the fifth chunk arrived with the stop: kept too

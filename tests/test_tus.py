@@ -22,7 +22,7 @@ from tests.serving import Server
 EMAIL, PASSWORD = "tus@registry.example", "violet tugboat marmalade"
 MIB = 1024 * 1024
 GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
-GRACE = 2  # seconds a stopping server gives requests in flight
+GRACE = 4  # seconds a stopping server gives requests in flight
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,7 @@ def test_stop_does_not_wait_for_a_stalled_upload(server):
     uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "stalled.csv.gz"})
     uploader.upload_chunk()
 
+    logged_before = len(open(server.log.name).read())
     with open_patch(server, headers, uploader.url, 3 * MIB, len(data) - 3 * MIB) as sock:
         sock.sendall(data[3 * MIB : 5 * MIB])  # then the client sends nothing more, and keeps the connection
         time.sleep(0.5)
@@ -151,7 +152,7 @@ def test_stop_does_not_wait_for_a_stalled_upload(server):
     assert reply.startswith(b"HTTP/1.1 503 ")  # an answer the client retries on, not a reset
     assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn ends by re-raising the signal
     assert took < GRACE + 10, took  # uvicorn alone would wait for the client for ever
-    log = open(server.log.name).read()
+    log = open(server.log.name).read()[logged_before:]
     assert "Cancel 1 running task(s)" in log  # it was the grace period that ended the request
     assert "cut off: the server is stopping" in log and "Traceback" not in log
     server.start()
@@ -161,6 +162,42 @@ def test_stop_does_not_wait_for_a_stalled_upload(server):
     resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
     resumed.upload()
     got = download(server, headers, "stalled.csv.gz")
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+
+
+def test_stop_during_a_flowing_upload_saves_what_arrived_and_answers_503(server):
+    """Asked to stop, the server does not wait out its grace period for an upload that is still
+    sending: at its next chunk the upload saves what arrived and answers 503, and the client
+    resumes after the restart from exactly there."""
+    headers = login(server)
+    data = GZIP + os.urandom(12 * MIB + 7)
+    client = TusClient(server.url + "/tus/", headers=headers)
+    uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "flowing.csv.gz"})
+    uploader.upload_chunk()
+
+    logged_before = len(open(server.log.name).read())
+    with open_patch(server, headers, uploader.url, 3 * MIB, len(data) - 3 * MIB) as sock:
+        sock.sendall(data[3 * MIB : 8 * MIB])
+        time.sleep(0.5)
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        sock.sendall(data[8 * MIB : 8 * MIB + 64 * 1024])  # the next chunk is where the upload notices
+        server.process.wait(timeout=GRACE + 15)
+        took = time.monotonic() - asked
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 503 ")
+    assert took < GRACE, took  # the upload ended by itself, not by the grace period
+    log = open(server.log.name).read()[logged_before:]
+    assert "Cancel" not in log and "Traceback" not in log
+    server.start()
+
+    after = offset(server, headers, uploader.url)
+    assert 8 * MIB <= after <= 8 * MIB + 64 * 1024  # all that arrived was kept
+    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
+    assert resumed.offset == after
+    resumed.upload()
+    got = download(server, headers, "flowing.csv.gz")
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
 
 

@@ -34,6 +34,7 @@ TUS_VERSION = "1.0.0"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 # Every text goes to a person through the uploader, so each is translated (tus clients read the
 # status codes and headers).
+RESTARTING = N_("The server is restarting. The upload will go on by itself.")
 TOO_MUCH = N_("More data than the announced length.")
 
 
@@ -196,7 +197,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         # of ending with a stack trace in the log.
         asyncio.current_task().uncancel()
         log.info("upload %s cut off: the server is stopping; it resumes from its last checkpoint", upload.id)
-        return _say(request, 503, N_("The server is restarting. The upload will go on by itself."))
+        return _say(request, 503, RESTARTING)
     except files.FileRefused as exc:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
@@ -230,6 +231,8 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
                 since_checkpoint = 0
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
+    except streaming.Stopping:
+        problem = _say(request, 503, RESTARTING)  # after the checkpoint below: the client resumes
     except streaming.TooMuchData:
         problem = _say(request, 413, TOO_MUCH)
     finally:
@@ -253,6 +256,8 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
                 await common.in_thread(lambda b: (hasher.update(b), held.write(b)), block)
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
+        except streaming.Stopping:
+            return writer.offset, _say(request, 503, RESTARTING)  # the client sends the chunk again
         except streaming.TooMuchData:
             return writer.offset, _say(request, 413, TOO_MUCH)
         if not hmac.compare_digest(hasher.digest(), expected):
