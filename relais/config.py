@@ -44,9 +44,10 @@ class Config:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     admin_email: str = "admin@localhost"
-    # On SIGTERM, how long requests in flight may go on before they are cancelled. Without a limit
-    # a stalled upload would keep the server from stopping; a cancelled one resumes from its last
-    # checkpoint, a cancelled download with a Range request.
+    # On SIGTERM, how long requests in flight may go on before they are cancelled (tus uploads that
+    # are sending stop at once, keeping what arrived). Without a limit a stalled upload would keep
+    # the server from stopping; a cancelled one resumes from its last checkpoint, a cancelled
+    # download with a Range request.
     stop_grace_seconds: float = 10.0
     # The outbox sender and retention threads; tests that drive them themselves turn them off.
     background_jobs: bool = True

@@ -130,6 +130,34 @@ def open_patch(server, headers, url, at: int, declared: int) -> socket.socket:
     return sock
 
 
+def stop_during_patch(server, headers, url, at: int, data: bytes, before: int, after: int = 0) -> tuple[bytes, float, str]:
+    """SIGTERM while a PATCH from ``at`` is open, ``before`` bytes in, ``after`` more sent once the
+    signal is out; returns (the server's reply, seconds the stop took, what it logged meanwhile)."""
+    logged_before = len(open(server.log.name).read())
+    with open_patch(server, headers, url, at, len(data) - at) as sock:
+        sock.sendall(data[at : at + before])
+        time.sleep(0.5)
+        asked = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        if after:
+            time.sleep(0.2)
+            sock.sendall(data[at + before : at + before + after])
+        server.process.wait(timeout=GRACE + 15)
+        took = time.monotonic() - asked
+        reply = sock.recv(65536)
+    assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn ends by re-raising the signal
+    return reply, took, open(server.log.name).read()[logged_before:]
+
+
+def resume_and_check(server, headers, client, url: str, data: bytes, name: str) -> None:
+    """Resume from the offset the server reports; the download must match ``data``."""
+    resumed = client.uploader(file_stream=io.BytesIO(data), url=url, chunk_size=4 * MIB)
+    assert resumed.offset == offset(server, headers, url)
+    resumed.upload()
+    got = download(server, headers, name)
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+
+
 def test_stop_does_not_wait_for_a_stalled_upload(server):
     """A whole file may come in one PATCH (the browser's uploader sends it so): a server asked to
     stop cuts such a request after the grace period instead of waiting for the client, and the
@@ -140,29 +168,15 @@ def test_stop_does_not_wait_for_a_stalled_upload(server):
     uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "stalled.csv.gz"})
     uploader.upload_chunk()
 
-    logged_before = len(open(server.log.name).read())
-    with open_patch(server, headers, uploader.url, 3 * MIB, len(data) - 3 * MIB) as sock:
-        sock.sendall(data[3 * MIB : 5 * MIB])  # then the client sends nothing more, and keeps the connection
-        time.sleep(0.5)
-        asked = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        server.process.wait(timeout=GRACE + 15)
-        took = time.monotonic() - asked
-        reply = sock.recv(65536)
+    # 2 MiB in, the client sends nothing more and keeps the connection open.
+    reply, took, log = stop_during_patch(server, headers, uploader.url, 3 * MIB, data, before=2 * MIB)
     assert reply.startswith(b"HTTP/1.1 503 ")  # an answer the client retries on, not a reset
-    assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn ends by re-raising the signal
     assert took < GRACE + 10, took  # uvicorn alone would wait for the client for ever
-    log = open(server.log.name).read()[logged_before:]
     assert "Cancel 1 running task(s)" in log  # it was the grace period that ended the request
     assert "cut off: the server is stopping" in log and "Traceback" not in log
     server.start()
-
-    after = offset(server, headers, uploader.url)
-    assert 3 * MIB <= after <= 5 * MIB
-    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
-    resumed.upload()
-    got = download(server, headers, "stalled.csv.gz")
-    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+    assert 3 * MIB <= offset(server, headers, uploader.url) <= 5 * MIB
+    resume_and_check(server, headers, client, uploader.url, data, "stalled.csv.gz")
 
 
 def test_stop_during_a_flowing_upload_saves_what_arrived_and_answers_503(server):
@@ -175,30 +189,14 @@ def test_stop_during_a_flowing_upload_saves_what_arrived_and_answers_503(server)
     uploader = client.uploader(file_stream=io.BytesIO(data), chunk_size=3 * MIB, metadata={"filename": "flowing.csv.gz"})
     uploader.upload_chunk()
 
-    logged_before = len(open(server.log.name).read())
-    with open_patch(server, headers, uploader.url, 3 * MIB, len(data) - 3 * MIB) as sock:
-        sock.sendall(data[3 * MIB : 8 * MIB])
-        time.sleep(0.5)
-        asked = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        sock.sendall(data[8 * MIB : 8 * MIB + 64 * 1024])  # the next chunk is where the upload notices
-        server.process.wait(timeout=GRACE + 15)
-        took = time.monotonic() - asked
-        reply = sock.recv(65536)
+    # 5 MiB in, then the signal, then 64 KiB more: the next chunk is where the upload notices.
+    reply, took, log = stop_during_patch(server, headers, uploader.url, 3 * MIB, data, before=5 * MIB, after=64 * 1024)
     assert reply.startswith(b"HTTP/1.1 503 ")
     assert took < GRACE, took  # the upload ended by itself, not by the grace period
-    log = open(server.log.name).read()[logged_before:]
     assert "Cancel" not in log and "Traceback" not in log
     server.start()
-
-    after = offset(server, headers, uploader.url)
-    assert 8 * MIB <= after <= 8 * MIB + 64 * 1024  # all that arrived was kept
-    resumed = client.uploader(file_stream=io.BytesIO(data), url=uploader.url, chunk_size=4 * MIB)
-    assert resumed.offset == after
-    resumed.upload()
-    got = download(server, headers, "flowing.csv.gz")
-    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and got == data
+    assert 8 * MIB <= offset(server, headers, uploader.url) <= 8 * MIB + 64 * 1024  # all that arrived was kept
+    resume_and_check(server, headers, client, uploader.url, data, "flowing.csv.gz")
 
 
 def test_another_session_cannot_see_or_resume_an_upload(server):
