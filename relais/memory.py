@@ -9,7 +9,7 @@ and zeroes. On the 2-core development machine a 2 GiB tus upload by curl over lo
 650-720 MB/s.
 
 Memory stays bounded: blocks of up to 4 MiB are reused from the heap, at most 8 MiB of free heap
-is kept, and there is one heap (arena) per core instead of glibc's eight, each of which would
+is kept, and there is one heap (arena) per core instead of glibc's eight per core, each of which would
 keep its own free blocks: with 20 uploads at once the server peaked at 175 MB, against 230 MB
 with glibc's number of arenas (``bench/transfer.py --only parallel``).
 """

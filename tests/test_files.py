@@ -318,6 +318,22 @@ def test_a_crash_between_finishing_and_committing_is_completed_on_resume(app, st
     assert files.list_files(app.state.db, 1)[0].sha256 == hashlib.sha256(CSV).hexdigest()
 
 
+def test_an_upload_whose_bytes_all_arrived_but_was_not_committed_is_committed_by_head(app, staff_client):
+    """All bytes checkpointed, then a crash before the commit: a client that asks for the offset
+    hears "all here" and sends nothing more, so the HEAD itself must commit the file."""
+    url = create(staff_client, "unfinished.csv", len(CSV)).headers["location"]
+    upload_id = url.rsplit("/", 1)[1]
+    writer = uploads._take(upload_id)
+    writer.write(CSV)
+    writer.checkpoint()
+    writer.close()  # the process "died" here, before finishing and committing
+    assert files.list_files(app.state.db, 1) == []
+    head = staff_client.head(url, headers=tus_headers(staff_client))
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(CSV))
+    assert files.list_files(app.state.db, 1)[0].sha256 == hashlib.sha256(CSV).hexdigest()
+    assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 404  # the upload is done
+
+
 def test_an_upload_damaged_before_its_checkpoint_is_removed(app, staff_client):
     data = b"x," * (700 * 1024)  # more than one 1 MiB segment
     url = create(staff_client, "damaged.csv", len(data) + 10).headers["location"]

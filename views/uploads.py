@@ -132,19 +132,27 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
     if upload is None:
         return gone
     offset = upload.offset
-    if not uploads.busy(upload.id):  # while a PATCH runs, the saved offset is the one to trust
+    if uploads.claim(upload.id):  # while a PATCH runs, the saved offset is the one to trust
+        damaged = False
         try:
-            writer = uploads.writer_for(*_state(request), upload)
-        except storage.IntegrityError:  # damaged before its last checkpoint: start again, from nothing
-            log.exception("upload %s is damaged and was removed", upload.id)
-            uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
-            return gone
-        if writer is None:  # finished on disk before a crash: commit it now
             try:
-                uploads.finish(*_state(request), common.who(request), upload, None)
-            except files.FileRefused:
+                writer = uploads.writer_for(*_state(request), upload)
+            except storage.IntegrityError:  # damaged before its last checkpoint: start again, from nothing
+                log.exception("upload %s is damaged and was removed", upload.id)
+                damaged = True
                 return gone
-        offset = upload.length if writer is None else writer.offset
+            if writer is None or writer.offset == upload.length:
+                # Every byte is on disk but the upload was never committed (a crash before the
+                # commit): commit it now. A client told "all here" sends no further PATCH.
+                try:
+                    uploads.finish(*_state(request), common.who(request), upload, writer)
+                except files.FileRefused:
+                    return gone
+            offset = upload.length if writer is None else writer.offset
+        finally:
+            uploads.release(upload.id)
+            if damaged:  # terminate claims the upload itself
+                uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
     return Response(content=b"", status_code=200, media_type="text/plain", headers={
         "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset), "Upload-Length": str(upload.length),
         "Upload-Expires": _expires(upload), "Cache-Control": "no-store",
@@ -193,8 +201,9 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         return _response(204, headers)
     except asyncio.CancelledError:
         # The server is stopping and its grace period (RELAIS_STOP_GRACE_SECONDS) is over. What
-        # arrived is on disk up to the last checkpoint: answer so that the client retries, instead
-        # of ending with a stack trace in the log.
+        # arrived is on disk up to the last checkpoint (and whole segments after it); a commit
+        # already running in its thread may still complete. Answer so that the client retries,
+        # instead of ending with a stack trace in the log.
         asyncio.current_task().uncancel()
         log.info("upload %s cut off: the server is stopping; it resumes from its last checkpoint", upload.id)
         return _say(request, 503, RESTARTING)
