@@ -18,6 +18,7 @@ database): the views call them through a worker thread.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 
 from relais import audit, clock, files, storage
 from relais.db import Database
+
+log = logging.getLogger("relais")
 
 # A client may send a whole 20 GB file in one PATCH: checkpoint on the way, so a crash loses at
 # most this much, and the offset a restarted server reports moves on.
@@ -183,6 +186,36 @@ def forget(upload_id: str) -> None:
     writer = _take(upload_id)
     if writer is not None:
         writer.close()
+
+
+def resume_offset(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload) -> int | None:
+    """Where the client goes on from: what survived on disk, which may be ahead of the offset saved
+    at the last checkpoint (while a request is writing to the upload, that saved offset).
+
+    An upload whose bytes are all on disk but that was never committed (a crash before the
+    commit) is committed now: a client told "all here" sends no further PATCH. None when the
+    upload is gone: damaged before its last checkpoint (then removed, to start again from
+    nothing), or refused when committed.
+    """
+    if not claim(upload.id):
+        return upload.offset
+    try:
+        try:
+            writer = writer_for(database, master, files_dir, upload)
+        except storage.IntegrityError:
+            log.exception("upload %s is damaged and is removed", upload.id)
+        else:
+            if writer is not None and writer.offset < upload.length:
+                return writer.offset
+            try:
+                finish(database, master, files_dir, who, upload, writer)
+            except files.FileRefused:
+                return None
+            return upload.length
+    finally:
+        release(upload.id)
+    terminate(database, files_dir, who, upload)  # it claims the upload itself
+    return None
 
 
 def finish(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload,

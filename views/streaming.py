@@ -48,6 +48,7 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
     """
     stopping = request.app.state.stopping
     parts, size, received, want = [], 0, 0, first
+    ended: Exception | None = None
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -63,13 +64,14 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
                 parts.append(view)
                 size += len(view)
             if stopping.is_set() and received < limit:  # a body complete with this chunk is finished normally
-                raise Stopping()
-    except (InternalServerException, Stopping) as exc:
-        if parts:
-            yield b"".join(parts)
-        raise Stopping() if isinstance(exc, Stopping) else Disconnected() from None
+                ended = Stopping()
+                break
+    except InternalServerException:
+        ended = Disconnected()
     if parts:
         yield b"".join(parts)
+    if ended is not None:
+        raise ended
 
 
 class Pipeline:

@@ -125,34 +125,14 @@ def create_upload(request: Request) -> Response:
 
 @head("/{upload_id:str}", guards=[common.requires_staff], sync_to_thread=True)
 def upload_offset(request: Request, upload_id: str) -> Response[None]:
-    """The offset to continue from. After a restart this resumes the writer from disk, since what
-    survived there may be ahead of the offset saved at the last checkpoint."""
+    """The offset to continue from (see uploads.resume_offset: after a restart it comes from disk)."""
     upload = _find(request, upload_id)
     gone = Response(content=b"", status_code=404, media_type="text/plain", headers={"Tus-Resumable": TUS_VERSION})
     if upload is None:
         return gone
-    offset = upload.offset
-    if uploads.claim(upload.id):  # while a PATCH runs, the saved offset is the one to trust
-        damaged = False
-        try:
-            try:
-                writer = uploads.writer_for(*_state(request), upload)
-            except storage.IntegrityError:  # damaged before its last checkpoint: start again, from nothing
-                log.exception("upload %s is damaged and was removed", upload.id)
-                damaged = True
-                return gone
-            if writer is None or writer.offset == upload.length:
-                # Every byte is on disk but the upload was never committed (a crash before the
-                # commit): commit it now. A client told "all here" sends no further PATCH.
-                try:
-                    uploads.finish(*_state(request), common.who(request), upload, writer)
-                except files.FileRefused:
-                    return gone
-            offset = upload.length if writer is None else writer.offset
-        finally:
-            uploads.release(upload.id)
-            if damaged:  # terminate claims the upload itself
-                uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload)
+    offset = uploads.resume_offset(*_state(request), common.who(request), upload)
+    if offset is None:
+        return gone
     return Response(content=b"", status_code=200, media_type="text/plain", headers={
         "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset), "Upload-Length": str(upload.length),
         "Upload-Expires": _expires(upload), "Cache-Control": "no-store",
