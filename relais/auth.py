@@ -145,6 +145,18 @@ def end_other_sessions(database: Database, user_id: int, keep_id_hash: str | Non
     database.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash IS NOT ?", [user_id, keep_id_hash])
 
 
+def live_sessions(database: Database, user_id: int) -> list[dict]:
+    """The account's sessions still within both timeouts (what deactivating would end), newest first."""
+    now = clock.now()
+    absolute = timedelta(hours=settings.get(database.conn, "session_absolute_hours"))
+    idle = timedelta(minutes=settings.get(database.conn, "session_idle_minutes"))
+    return database.query(
+        "SELECT created_at, last_seen_at, ip, user_agent FROM sessions"
+        " WHERE user_id = ? AND created_at >= ? AND last_seen_at >= ? ORDER BY last_seen_at DESC",
+        [user_id, clock.iso(now - absolute), clock.iso(now - idle)],
+    )
+
+
 def purge_expired(db) -> int:
     """Delete sessions past the absolute timeout and throttles long unlocked (inside a write)."""
     absolute = timedelta(hours=settings.get(db, "session_absolute_hours"))

@@ -204,13 +204,28 @@ def list_files(database: Database, owner_id: int) -> list[StoredFile]:
     return [StoredFile.from_row(row) for row in rows]
 
 
+class FileInShare(Exception):
+    """The file belongs to a share now: it is deleted with the share, never alone (which would
+    leave the recipients a link to nothing)."""
+
+    def __init__(self, share_id: str):
+        super().__init__(share_id)
+        self.share_id = share_id
+
+
 def delete(database: Database, files_dir: Path, who: audit.Who, owner_id: int, file_id: str) -> bool:
-    """Crypto-shred a complete file: the row with its wrapped key goes first, then the data file."""
+    """Crypto-shred a complete file: the row with its wrapped key goes first, then the data file.
+
+    Raises FileInShare for a file attached to a share (checked in the transaction, so a share
+    created meanwhile cannot lose it)."""
     stored = get(database, owner_id, file_id)
     if stored is None:
         return False
 
     def remove(db):
+        shared = db.execute("SELECT share_id FROM share_files WHERE file_id = ?", [file_id]).fetchone()
+        if shared:
+            raise FileInShare(shared[0])
         db.execute("DELETE FROM files WHERE id = ?", [file_id])
         audit.record(db, who, "file.delete", file_id, name=stored.name, size=stored.size, sha256=stored.sha256)
 

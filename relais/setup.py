@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import mail
+from relais import mail, once
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -41,6 +41,8 @@ def prepare(config: Config) -> dict:
         # Wraps every file's key; created on first start (keep it outside data/ in production).
         "master_key": load_master_key(config.resolved_master_key_file, create=True),
         "mail_sender": mail_sender,
+        # A new share's password, between the POST that made it and the one page that shows it.
+        "shown_once": once.ShownOnce(),
         # Set when the server is asked to stop: tus uploads in flight then save what arrived and
         # answer 503 at once (the client resumes after the restart) instead of holding up the stop.
         "stopping": threading.Event(),

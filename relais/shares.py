@@ -231,6 +231,14 @@ def activity(database: Database, share_id: str) -> list[dict]:
                           [share_id])
 
 
+def open_of_owner(database: Database, owner_id: int) -> list[dict]:
+    """The owner's shares whose link still works (the ``open_links`` view), newest first."""
+    return database.query(
+        "SELECT open_links.* FROM open_links JOIN shares ON shares.id = open_links.id"
+        " WHERE shares.owner_id = ? ORDER BY open_links.created_at DESC", [owner_id],
+    )
+
+
 def revoke(database: Database, config, who: audit.Who, share: Share) -> None:
     """The link stops working at once, and its files are shredded (nothing is kept)."""
     database.execute("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [clock.now_iso(), share.id])

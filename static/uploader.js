@@ -9,6 +9,7 @@
   var zone = document.getElementById("drop-zone");
   var input = document.getElementById("uploader-input");
   var list = document.getElementById("transfers");
+  var news = document.getElementById("transfer-news");
   var msg = function (name) { return root.getAttribute("data-msg-" + name) || name; };
   root.hidden = false;
   if (form) { form.hidden = true; }
@@ -21,6 +22,7 @@
   // page language's decimals and unit symbols.
   var units = (root.getAttribute("data-size-units") || "B|KB|MB|GB|TB").split("|");
   var number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });
+  var percent = new Intl.NumberFormat(document.documentElement.lang || undefined, { style: "percent" });
   function bytes(n) {
     var i = 0;
     while (Math.round(n * 10) / 10 >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
@@ -45,6 +47,39 @@
     if (window.console) { window.console.error(error); }
     return status ? format(msg("server-error"), { status: status }) : msg("network");
   }
+
+  // The live region hears milestones only (started, each quarter, done, failed): the status line
+  // beside each bar changes several times a second, far too often to be read out.
+  function announce(name, text) {
+    if (!news) { return; }
+    var line = document.createElement("p");
+    line.textContent = format(msg("news"), { name: name, status: text });
+    news.appendChild(line);
+    while (news.childNodes.length > 5) { news.removeChild(news.firstChild); }
+  }
+
+  // A finished upload removed from the list must not stay ticked under "Files to send" (the send
+  // form refreshes that list when an upload completes, ticking the new file). The checkbox is
+  // found by the file's name and size; if the list has not caught up yet, after its next refresh.
+  var unticking = [];
+  function untick(file) {
+    var choices = document.getElementById("file-choices");
+    if (!choices) { return true; }
+    var boxes = choices.querySelectorAll("input[type=checkbox][data-size]"), same = [], sized = [];
+    for (var i = 0; i < boxes.length; i += 1) {
+      if (!boxes[i].checked || Number(boxes[i].getAttribute("data-size")) !== file.size) { continue; }
+      sized.push(boxes[i]);
+      if (boxes[i].getAttribute("data-name") === file.name) { same.push(boxes[i]); }
+    }
+    // The server may have cleaned the name: then the size alone, if only one ticked file has it.
+    var box = same[0] || (sized.length === 1 ? sized[0] : null);
+    if (box) { box.checked = false; }
+    return Boolean(box);
+  }
+  document.body.addEventListener("htmx:afterSwap", function (event) {
+    if (!event.detail || !event.detail.target || event.detail.target.id !== "file-choices") { return; }
+    unticking = unticking.filter(function (file) { return !untick(file); });
+  });
 
   function button(text, label, onClick) {
     var b = document.createElement("button");
@@ -100,6 +135,7 @@
     list.appendChild(item);
 
     var samples = [];  // [time, bytes] over the last few seconds, for speed and time left
+    var quarters = 0;  // how many quarters of the file have been announced
     var upload = new window.tus.Upload(file, {
       endpoint: root.getAttribute("data-endpoint"),
       headers: { "x-csrftoken": root.getAttribute("data-csrf") },
@@ -122,6 +158,11 @@
         var speed = seconds > 0 ? (sent - first[1]) / seconds : 0;
         bar.max = total;
         bar.value = sent;
+        var quarter = total > 0 ? Math.floor(sent * 4 / total) : 0;
+        if (quarter > quarters && quarter < 4) {
+          quarters = quarter;
+          announce(file.name, format(msg("percent"), { percent: percent.format(quarter / 4) }));
+        }
         say(format(msg("speed"), { speed: bytes(speed), left: duration(speed > 0 ? (total - sent) / speed : Infinity) }));
       },
       onSuccess: function () {
@@ -129,18 +170,27 @@
         bar.value = bar.max;
         item.className = "done";
         say(msg("done"));
+        announce(file.name, msg("done"));
+        finished = true;
         setActions([remove]);
         document.body.dispatchEvent(new CustomEvent("relais:uploaded"));
       },
       onError: function (error) {
         release();
         item.className = "failed";
-        say(format(msg("failed"), { error: serverMessage(error) }));
-        setActions([retry, remove]);
+        var text = format(msg("failed"), { error: serverMessage(error) });
+        say(text);
+        announce(file.name, text);
+        // A refusal (4xx: type, size, name, quota...) would be refused again: no Retry for it.
+        // A network or server error (no answer, 5xx, 507 disk full) may pass later.
+        var code = error && error.originalResponse ? error.originalResponse.getStatus() : 0;
+        var refused = code >= 400 && code < 500 && code !== 409 && code !== 423;  // as onShouldRetry
+        if (refused) { item.setAttribute("data-refused", ""); }
+        setActions(refused ? [remove] : [retry, remove]);
       }
     });
 
-    var holding = false, cancelled = false;  // holding: this upload has one of the RUNNING places
+    var holding = false, cancelled = false, finished = false;  // holding: this upload has one of the RUNNING places
     function release() { if (holding) { holding = false; freed(); } }
     function say(text) { status.textContent = text; }
     function setActions(buttons) { actions.replaceChildren.apply(actions, buttons); }
@@ -159,7 +209,10 @@
       setActions([cancel]);
       whenFree(function () { holding = true; upload.start(); });
     });
-    var remove = button(msg("remove"), file.name, function () { item.remove(); });
+    var remove = button(msg("remove"), file.name, function () {
+      item.remove();
+      if (finished && !untick(file)) { unticking.push(file); }
+    });
     setActions([cancel]);
 
     // The same file added again after a refresh resumes where it stopped (fingerprint in localStorage).
@@ -169,6 +222,7 @@
       upload.findPreviousUploads().then(function (previous) {
         if (cancelled) { return; }
         if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
+        announce(file.name, msg("started"));
         upload.start();
       });
     });

@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, settings, users
+from relais import audit, auth, settings, shares, users
 from relais.i18n import N_
 from views import common
 
@@ -72,8 +72,26 @@ def reset_user(request: Request, user_id: int) -> Template:
     return _users_page(request, link=_link_url(request, token))
 
 
+@get("/users/{user_id:int}/deactivate", name="admin_user_deactivate", sync_to_thread=True)
+def confirm_deactivate(request: Request, user_id: int) -> Template | Redirect:
+    """Before deactivating: whose account, the sessions that end, and the shares it leaves open."""
+    database = common.db(request)
+    user = users.get(database, user_id)
+    if user is None:
+        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+    if not user.active:
+        return Redirect("/admin/users", status_code=303)
+    return common.render(
+        request, "admin/deactivate.html", account=user, sessions=auth.live_sessions(database, user_id),
+        open_shares=shares.open_of_owner(database, user_id),
+    )
+
+
 @post("/users/{user_id:int}/active", sync_to_thread=True)
-def set_user_active(request: Request, user_id: int, active: bool = False) -> Template | Redirect:
+def set_user_active(request: Request, user_id: int, data: Annotated[common.ConfirmForm, common.FORM],
+                    active: bool = False) -> Template | Redirect:
+    if not active and not data.given:  # reactivating loses nothing; deactivating asks first
+        return Redirect(f"/admin/users/{user_id}/deactivate", status_code=303)
     try:
         users.set_active(common.db(request), common.who(request), user_id, active)
     except users.UserError as exc:
@@ -146,7 +164,7 @@ routes = [
     Router(
         path="/admin",
         guards=[common.requires_admin],
-        route_handlers=[list_users, create_user, reset_user, set_user_active, show_audit, export_audit, show_settings,
+        route_handlers=[list_users, create_user, reset_user, confirm_deactivate, set_user_active, show_audit, export_audit, show_settings,
                         save_settings],
     )
 ]

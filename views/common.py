@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from anyio import to_thread
@@ -32,6 +33,19 @@ LANGUAGE_COOKIE = "__Host-relais_lang"
 
 # ``data: Annotated[SomeForm, FORM]``: a plain HTML form, missing fields taking the dataclass defaults.
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+@dataclass
+class ConfirmForm:
+    """What destroys for good is done only by a POST carrying ``confirm=yes``, which only the
+    confirm page (the GET of the same action, naming what will be lost) sends. Without it the
+    action answers with a redirect to that page and changes nothing."""
+
+    confirm: str = ""
+
+    @property
+    def given(self) -> bool:
+        return self.confirm == "yes"
 
 
 class PasswordChangeRequired(Exception):

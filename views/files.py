@@ -58,11 +58,28 @@ def show_files(request: Request) -> Template:
 @post("/{file_id:str}/delete", guards=[common.requires_staff], sync_to_thread=True)
 def delete_file(request: Request, file_id: str) -> Template | Redirect:
     user = common.current_user(request)
-    if not files.delete(common.db(request), request.app.state.config.files_dir, common.who(request), user.id, file_id):
+    try:
+        deleted = files.delete(common.db(request), request.app.state.config.files_dir, common.who(request), user.id, file_id)
+    except files.FileInShare as exc:
+        # Deleting it alone would leave the recipients a link to nothing: the share decides.
+        return _in_share(request, exc.share_id)
+    if not deleted:
         raise NotFoundException()
     if request.headers.get("hx-request"):
         return _page(request, partial=True)
     return Redirect("/files?notice=deleted", status_code=303)
+
+
+def _in_share(request: Request, share_id: str) -> Template:
+    """The refusal, with the way to the share; for htmx (a list open since before the file was
+    sent) the refreshed list under the message, as a 200 so that htmx shows it."""
+    user = common.current_user(request)
+    htmx = bool(request.headers.get("hx-request"))
+    return common.render(
+        request, "files/_in_share.html" if htmx else "files/page.html", status_code=200 if htmx else 409,
+        files=files.list_files(common.db(request), user.id), error="", notice="", in_share=share_id, partial=htmx,
+        max_size=files.limits(common.db(request))[0],
+    )
 
 
 def _token_ok(request: Request, token: str) -> bool:

@@ -69,7 +69,7 @@ async def security_headers(message: Message, scope: Scope) -> None:
         headers[name] = value
     # Static files carry their version in the name and may be cached; nothing else may, since
     # every other page can show health data or a token.
-    if scope.get("path", "").startswith("/static/"):
+    if scope.get("path", "").startswith("/static/") or scope.get("path") == "/favicon.ico":
         headers["cache-control"] = "public, max-age=86400"
     else:
         headers["cache-control"] = "no-store"

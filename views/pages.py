@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from jinja2 import pass_context
 from litestar import Request, Router, Response, get
@@ -55,6 +56,15 @@ def health_check(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
+FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"
+
+
+@get("/favicon.ico", name="favicon", sync_to_thread=True)
+def favicon() -> Response:
+    """Pages name /static/favicon.svg; browsers and tools that ask here anyway get the same icon."""
+    return Response(FAVICON.read_bytes(), media_type="image/x-icon")
+
+
 def template_globals() -> dict:
     """Functions every template may call; each reads the request from the template context."""
 
@@ -96,4 +106,4 @@ def _quote(value: str) -> str:
 # A Router (not a bare list): Litestar 2.25 registers the first of two handlers sharing a path
 # twice when they sit directly on the app, wrapping a sync_to_thread handler in a second thread
 # hop that returns a coroutine instead of a response.
-routes = [Router(path="/", route_handlers=[show_home, show_terms, switch_language, health_check])]
+routes = [Router(path="/", route_handlers=[show_home, show_terms, switch_language, health_check, favicon])]

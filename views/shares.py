@@ -9,18 +9,40 @@ from litestar import Request, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
-from relais import files, i18n, passwords, settings, shares
+from relais import clock, files, i18n, passwords, settings, shares
 from views import common
 
 STATUS_NAMES = {
     "active": i18n.N_("Active"), "expired": i18n.N_("Expired"), "revoked": i18n.N_("Revoked"),
-    "locked": i18n.N_("Locked"), "downloaded": i18n.N_("Downloaded"), "deleted": i18n.N_("Deleted"),
+    "locked": i18n.N_("Locked"), "downloaded": i18n.N_("Downloaded"), "deleted": i18n.N_("Files deleted"),
 }
 EVENT_NAMES = {
     "access": i18n.N_("Opened with the password"), "access_refused": i18n.N_("Wrong password"),
     "locked": i18n.N_("Locked after wrong passwords"), "download": i18n.N_("Downloaded completely"),
     "download_start": i18n.N_("Download started"),
 }
+
+
+def shown_status(share: shares.Share, now: str | None = None) -> str:
+    """What staff see: why the link stopped, not only that its files are gone.
+
+    ``Share.status()`` answers "deleted" for every share whose files were shredded, which is also
+    what revoking, expiry, a lock and deletion after download end with; here the cause comes
+    first (whichever happened first), and the page says separately that the files are gone.
+    """
+    now = now or clock.now_iso()
+    if share.revoked_at:
+        return "revoked"
+    ended = [(share.locked_at, "locked")] if share.locked_at else []
+    if share.expires_at <= now:
+        ended.append((share.expires_at, "expired"))
+    if share.deleted_at:
+        # Deleted once every file was downloaded ("delete after download"): that is a download.
+        downloaded = share.delete_after_download and share.downloaded_at and share.downloaded_at <= share.deleted_at
+        ended.append((share.deleted_at, "downloaded" if downloaded else "deleted"))
+    if ended:
+        return min(ended)[1]
+    return "downloaded" if share.downloaded_at else "active"
 
 
 def _form_page(request: Request, status: int = 200, error: str = "", form: dict | None = None) -> Template:
@@ -38,6 +60,9 @@ def _form_page(request: Request, status: int = 200, error: str = "", form: dict 
 @get("/", name="shares", sync_to_thread=True)
 def list_shares(request: Request) -> Template:
     rows = shares.for_staff(common.db(request), common.current_user(request))
+    now = clock.now_iso()
+    for row in rows:
+        row["shown_status"] = shown_status(shares.Share.from_row(row), now)
     return common.render(request, "shares/list.html", shares=rows, status_names=STATUS_NAMES)
 
 
@@ -58,8 +83,9 @@ def file_choices(request: Request) -> Template:
 
 
 @post("/")
-async def create_share(request: Request) -> Template:
-    """Create the share; the result page is the only place the password is ever shown."""
+async def create_share(request: Request) -> Template | Redirect:
+    """Create the share, then redirect (Post/Redirect/Get): refreshing the page that shows the
+    password must not send the form again. The password waits in memory for that one page."""
     form = await request.form()
     data = {
         "file_ids": [str(v) for v in form.getall("file_ids", [])][:1000],
@@ -93,9 +119,26 @@ async def create_share(request: Request) -> Template:
         return await common.in_thread(_form_page, request, 400, message, {**data, "password": ""})
     request.app.state.mail_sender.wake()
     base = request.app.state.config.base_url
+    request.app.state.shown_once.put(_once_key(request, share.id), {
+        "password": password, "password_link": f"{base}/p/{password_token}" if password_token else "",
+    })
+    return Redirect(f"/shares/{share.id}/created", status_code=303)
+
+
+def _once_key(request: Request, share_id: str) -> tuple:
+    # The login session that sent the form, and only it, may see the password (not a colleague
+    # or an admin who opens the same URL).
+    return ("share-password", request.scope["auth"].id_hash, share_id)
+
+
+@get("/{share_id:str}/created", sync_to_thread=True)
+def show_created(request: Request, share_id: str) -> Template:
+    """The password, once: a second visit (a refresh, the back button) finds it gone."""
+    share = _visible(request, share_id)
+    secrets = request.app.state.shown_once.take(_once_key(request, share_id)) or {}
     return common.render(
-        request, "shares/created.html", status_code=201, share=share, password=password, link=f"{base}/s/{token}",
-        password_link=f"{base}/p/{password_token}" if password_token else "",
+        request, "shares/created.html", share=share, password=secrets.get("password", ""),
+        password_link=secrets.get("password_link", ""),
     )
 
 
@@ -119,6 +162,7 @@ def show_share(request: Request, share_id: str) -> Template:
     recipients = shares.recipients(database.conn, share_id)
     return common.render(
         request, "shares/detail.html", share=share, status=share.status(), status_names=STATUS_NAMES,
+        shown_status=shown_status(share),
         files=shares.share_files(database.conn, share_id), recipients=recipients,
         events=shares.activity(database, share_id), event_names=EVENT_NAMES,
         error=request.query_params.get("error", ""),
@@ -126,9 +170,28 @@ def show_share(request: Request, share_id: str) -> Template:
     )
 
 
-@post("/{share_id:str}/revoke", sync_to_thread=True)
-def revoke_share(request: Request, share_id: str) -> Redirect:
+def _confirm_page(request: Request, share: shares.Share, action: str) -> Template:
+    """Before revoking or deleting: the files that will be destroyed, by name and size, and who loses access."""
+    database = common.db(request)
+    return common.render(
+        request, "shares/confirm.html", share=share, action=action, files=shares.share_files(database.conn, share.id),
+        recipients=shares.recipients(database.conn, share.id),
+    )
+
+
+@get("/{share_id:str}/revoke", name="share_revoke", sync_to_thread=True)
+def confirm_revoke(request: Request, share_id: str) -> Template | Redirect:
     share = _visible(request, share_id)
+    if share.status() in ("deleted", "revoked"):
+        return Redirect(f"/shares/{share_id}", status_code=303)
+    return _confirm_page(request, share, "revoke")
+
+
+@post("/{share_id:str}/revoke", sync_to_thread=True)
+def revoke_share(request: Request, share_id: str, data: Annotated[common.ConfirmForm, common.FORM]) -> Redirect:
+    share = _visible(request, share_id)
+    if not data.given:
+        return Redirect(f"/shares/{share_id}/revoke", status_code=303)
     if share.status() not in ("deleted", "revoked"):
         shares.revoke(common.db(request), request.app.state.config, common.who(request), share)
     return Redirect(f"/shares/{share_id}?notice=revoked", status_code=303)
@@ -152,9 +215,19 @@ def extend_share(request: Request, share_id: str, data: Annotated[ExtendForm, co
     return Redirect(f"/shares/{share_id}?notice=extended", status_code=303)
 
 
-@post("/{share_id:str}/delete", sync_to_thread=True)
-def delete_share(request: Request, share_id: str) -> Redirect:
+@get("/{share_id:str}/delete", name="share_delete", sync_to_thread=True)
+def confirm_delete(request: Request, share_id: str) -> Template | Redirect:
     share = _visible(request, share_id)
+    if share.status() == "deleted":
+        return Redirect(f"/shares/{share_id}", status_code=303)
+    return _confirm_page(request, share, "delete")
+
+
+@post("/{share_id:str}/delete", sync_to_thread=True)
+def delete_share(request: Request, share_id: str, data: Annotated[common.ConfirmForm, common.FORM]) -> Redirect:
+    share = _visible(request, share_id)
+    if not data.given:
+        return Redirect(f"/shares/{share_id}/delete", status_code=303)
     if share.status() != "deleted":
         shares.delete(common.db(request), request.app.state.config, common.who(request), share)
     return Redirect(f"/shares/{share_id}?notice=deleted", status_code=303)
@@ -163,7 +236,7 @@ def delete_share(request: Request, share_id: str) -> Redirect:
 routes = [
     Router(
         path="/shares", guards=[common.requires_staff],
-        route_handlers=[list_shares, new_share, file_choices, create_share, show_share, revoke_share, extend_share,
-                        delete_share],
+        route_handlers=[list_shares, new_share, file_choices, create_share, show_created, show_share, confirm_revoke,
+                        revoke_share, extend_share, confirm_delete, delete_share],
     )
 ]
