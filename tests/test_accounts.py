@@ -119,7 +119,7 @@ def test_bad_new_accounts_are_refused_and_nothing_is_written(app, auth, admin, e
 
 def test_deactivate_and_reactivate(app, client, auth, admin, staff):
     auth.login(email=admin.email)
-    assert auth.post(f"/admin/users/{staff.id}/active?active=false").status_code == 303
+    assert auth.post(f"/admin/users/{staff.id}/active?active=false", {"confirm": "yes"}).status_code == 303
     assert users.get(app.state.db, staff.id).active is False
     assert auth.post(f"/admin/users/{staff.id}/active?active=true").status_code == 303
     assert users.get(app.state.db, staff.id).active is True
@@ -129,7 +129,7 @@ def test_deactivate_and_reactivate(app, client, auth, admin, staff):
 
 def test_the_last_admin_cannot_be_deactivated(app, auth, admin):
     auth.login(email=admin.email)
-    response = auth.post(f"/admin/users/{admin.id}/active?active=false")
+    response = auth.post(f"/admin/users/{admin.id}/active?active=false", {"confirm": "yes"})
     assert response.status_code == 400 and "last active admin" in response.text
 
 

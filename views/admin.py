@@ -78,7 +78,8 @@ def confirm_deactivate(request: Request, user_id: int) -> Template | Redirect:
     database = common.db(request)
     user = users.get(database, user_id)
     if user is None:
-        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+        message = USER_ERRORS["not_found"]
+        return _users_page(request, 404, common.gettext(request, message))
     if not user.active:
         return Redirect("/admin/users", status_code=303)
     return common.render(
