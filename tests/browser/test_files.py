@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from playwright.sync_api import expect
 
@@ -146,3 +147,95 @@ def test_an_upload_stopped_halfway_sends_only_the_rest(page, server):
     assert patches == [str(half)]
     content = ("x;y\n" * 600000).encode()
     expect(page.locator("#file-list").get_by_text(hashlib.sha256(content).hexdigest())).to_be_visible()
+
+
+def test_a_refused_file_offers_no_retry_and_milestones_are_announced(page, server):
+    login(page, server)
+    page.goto(server.url + "/files")
+    assert page.locator("#transfers").get_attribute("aria-live") is None  # the status line is not read out
+    page.evaluate("""() => {
+      window.news = [];
+      new MutationObserver(records => records.forEach(r => r.addedNodes.forEach(n => window.news.push(n.textContent))))
+        .observe(document.getElementById("transfer-news"), {childList: true});
+    }""")
+    page.evaluate(DROP, [[["fine.csv", "id;value\n" + "1;2\n" * 200_000], ["outil.exe", "MZ\x90\x00binary"]]])
+    refused = page.locator("#transfers li").filter(has_text="outil.exe")
+    expect(refused.locator(".status")).to_contain_text("Failed", timeout=30_000)
+    expect(refused.get_by_role("button", name="Remove outil.exe")).to_be_visible()
+    expect(refused.get_by_role("button", name=re.compile("Retry"))).to_have_count(0)
+    fine = page.locator("#transfers li").filter(has_text="fine.csv")
+    expect(fine.locator(".status")).to_have_text("Uploaded", timeout=30_000)
+    news = page.evaluate("window.news")
+    assert "fine.csv: Upload started" in news and "fine.csv: Uploaded" in news
+    assert any(line.startswith("outil.exe: Failed") for line in news)
+    assert not any("/s" in line for line in news)  # never the speed
+
+
+def test_a_network_error_offers_retry(page, server):
+    login(page, server)
+    page.goto(server.url + "/files")
+    # No automatic retries (the uploader's own take two minutes): straight to the error.
+    page.evaluate("""() => {
+      const Upload = window.tus.Upload;
+      window.tus.Upload = function (file, options) { return new Upload(file, {...options, retryDelays: []}); };
+    }""")
+    page.route("**/tus/", lambda route: route.abort())
+    page.evaluate("""() => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File(["a;b\\n1;2\\n"], "offline.csv", {type: "text/csv"}));
+      document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""")
+    item = page.locator("#transfers li").filter(has_text="offline.csv")
+    expect(item.locator(".status")).to_contain_text("could not be reached")
+    expect(item.get_by_role("button", name="Retry offline.csv")).to_be_visible()
+    expect(item.get_by_role("button", name="Remove offline.csv")).to_be_visible()
+
+
+def contrast(rgb_a: tuple[int, int, int], rgb_b: tuple[int, int, int]) -> float:
+    def luminance(rgb):
+        channels = [c / 255 for c in rgb]
+        channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+    light, dark = sorted([luminance(rgb_a), luminance(rgb_b)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_focus_ring_has_3_to_1_contrast_on_the_page_and_the_header(page, server):
+    login(page, server)
+    page.goto(server.url + "/files")
+    page.keyboard.press("Tab")  # the skip link, on white
+    page.keyboard.press("Tab")  # "Relais", in the header
+    ring = page.evaluate("""() => {
+      const el = document.activeElement, style = getComputedStyle(el);
+      return {outline: style.outlineColor, width: style.outlineWidth, style: style.outlineStyle,
+              header: getComputedStyle(document.querySelector(".site-header")).backgroundColor};
+    }""")
+    def rgb(css: str) -> tuple[int, int, int]:
+        return tuple(int(v) for v in re.findall(r"\d+", css)[:3])
+    assert ring["style"] == "solid" and ring["width"] == "3px"
+    assert contrast(rgb(ring["outline"]), (255, 255, 255)) >= 3
+    assert contrast(rgb(ring["outline"]), rgb(ring["header"])) >= 3
+
+
+def test_at_320_px_nothing_overflows_sideways_in_any_language(browser, server):
+    context = browser.new_context(locale="fr-BE", viewport={"width": 320, "height": 640})
+    page = context.new_page()
+    try:
+        login_fr = server.url + "/login"
+        page.goto(login_fr)
+        page.locator("#email").fill("admin@registry.example")
+        page.locator("#password").fill("violet tugboat marmalade")
+        page.locator("form button[type=submit]").last.click()
+        page.wait_for_url(re.compile(r"/$|/shares|/files"))
+        for code in ("fr", "nl", "de", "en"):
+            for path in ("/files", "/shares/new", "/admin/users"):
+                page.goto(f"{server.url}/language/{code}?next={path}")
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 320, (code, path, width)
+        page.goto(f"{server.url}/language/fr?next=/files")
+        logout = page.get_by_role("button", name="Se déconnecter")
+        box = logout.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320
+    finally:
+        context.close()

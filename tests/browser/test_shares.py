@@ -97,3 +97,53 @@ def test_send_files_and_download_them_as_the_recipient(page, browser, server, tm
     check_accessibility(page)
     receipt = wait_for_mail(outbox, already + 2)[-1]
     assert receipt["To"] == "admin@registry.example"
+
+
+def send_one_file(page, server, name: str, text: str) -> None:
+    """On the send form: upload one file, address it, Send."""
+    page.goto(server.url + "/shares/new")
+    page.evaluate(DROP, [[[name, text]]])
+    page.get_by_role("checkbox", name=re.compile(re.escape(name))).check(timeout=30_000)
+    page.get_by_label("Recipients' e-mail addresses").fill("dr.peeters@hospital.example")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Files sent")
+
+
+def test_send_then_reload_then_revoke_through_the_confirm_page(page, server):
+    login(page, server)
+    send_one_file(page, server, "to-revoke.csv", "a;b\n1;2\n")
+    expect(page.locator("#share-password")).to_be_visible()
+    # Refreshing the page after Send neither sends the form again nor shows the password again.
+    response = page.reload()
+    assert response.status == 200 and response.request.method == "GET"
+    expect(page.get_by_role("heading", level=1)).to_have_text("Files sent")
+    expect(page.locator("#share-password")).to_have_count(0)
+    expect(page.locator("#password-gone")).to_be_visible()
+
+    page.get_by_role("link", name="See this share and who opens it").click()
+    page.get_by_role("link", name="Revoke the link").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Revoke the link?")
+    expect(page.get_by_role("cell", name="to-revoke.csv", exact=True)).to_be_visible()
+    expect(page.get_by_text("dr.peeters@hospital.example")).to_be_visible()
+    check_accessibility(page)
+    page.get_by_role("link", name="Cancel, keep the share").click()
+    expect(page.locator(".status")).to_have_text("Active")
+    page.get_by_role("link", name="Revoke the link").click()
+    page.get_by_role("button", name="Revoke the link and delete the files").click()
+    expect(page.get_by_role("status")).to_have_text("The link was revoked and its files deleted.")
+    expect(page.locator(".status")).to_have_text("Revoked")
+    check_accessibility(page)
+
+
+def test_remove_on_a_finished_upload_unticks_it(page, server):
+    login(page, server)
+    page.goto(server.url + "/shares/new")
+    page.evaluate(DROP, [[["keep.csv", "k;1\n"], ["drop-me.csv", "d;22\n"]]])
+    keep = page.get_by_role("checkbox", name=re.compile("keep.csv"))
+    dropped = page.get_by_role("checkbox", name=re.compile("drop-me.csv"))
+    expect(keep).to_be_checked(timeout=30_000)
+    expect(dropped).to_be_checked(timeout=30_000)
+    page.get_by_role("button", name="Remove drop-me.csv").click()
+    expect(dropped).not_to_be_checked()
+    expect(keep).to_be_checked()
+    expect(page.locator("#transfers li")).to_have_count(1)
