@@ -186,6 +186,20 @@ def test_only_the_session_that_sent_sees_the_password(app, auth, staff, admin):
     assert 'id="share-password"' in auth.client.get(sent.headers["location"]).text
 
 
+def test_what_is_kept_for_one_display_is_taken_once_and_not_kept_long():
+    from relais.once import ShownOnce
+
+    kept = ShownOnce(seconds=600, most=2)
+    kept.put("a", 1)
+    assert kept.take("a") == 1 and kept.take("a") is None
+    for key in ("b", "c", "d"):
+        kept.put(key, key)
+    assert kept.take("b") is None and kept.take("d") == "d"  # the oldest made room
+    stale = ShownOnce(seconds=-1)  # already past its time
+    stale.put("e", 1)
+    assert stale.take("e") is None
+
+
 def test_a_refused_send_still_answers_with_the_form(app, auth, staff):
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)

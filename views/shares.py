@@ -174,8 +174,8 @@ def _confirm_page(request: Request, share: shares.Share, action: str) -> Templat
     """Before revoking or deleting: the files that will be destroyed, by name and size, and who loses access."""
     database = common.db(request)
     return common.render(
-        request, "shares/confirm.html", share=share, action=action, files=shares.share_files(database.conn, share.id),
-        recipients=shares.recipients(database.conn, share.id),
+        request, "shares/confirm.html", share=share, action=action, files=shares.share_files(database, share.id),
+        recipients=shares.recipients(database, share.id),
     )
 
 
