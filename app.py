@@ -77,7 +77,7 @@ def create_app(config: Config | None = None) -> Litestar:
         exception_handlers=errors.handlers,
         # Background work (the mail outbox, retention) runs in the server; tests drive it themselves.
         on_startup=[state.mail_sender.start, janitor.start] if config.background_jobs else [],
-        on_shutdown=[state.mail_sender.stop, janitor.stop, state.db.close],
+        on_shutdown=[state.mail_sender.stop, janitor.stop, state.uploads.close, state.db.close],
         # Forms are small; upload routes raise this limit for themselves.
         request_max_body_size=2 * 1024 * 1024,
         openapi_config=None,  # no schema endpoints: nothing to learn about the app from outside

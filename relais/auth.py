@@ -127,9 +127,36 @@ def resolve_session(database: Database, token: str | None, who: audit.Who) -> Se
 
         database.write(expire)
         return None
-    if last_seen + TOUCH_EVERY < now:
+    if last_seen + touch_interval(idle) < now:
         database.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", [clock.iso(now), id_hash])
     return Session(id_hash=id_hash, user=User.from_row(row), created_at=row["session_created_at"])
+
+
+def touch_interval(idle: timedelta) -> timedelta:
+    """How stale ``last_seen_at`` may get: TOUCH_EVERY, less under a short idle timeout (at one
+    minute, a session used every 59 seconds would otherwise end)."""
+    return min(TOUCH_EVERY, idle / 4)
+
+
+def touch_every(database: Database) -> timedelta:
+    return touch_interval(timedelta(minutes=settings.get(database.conn, "session_idle_minutes")))
+
+
+def keep_alive(database: Database, id_hash: str) -> bool:
+    """A transfer in progress is activity: the session is seen now, however long ago its request
+    began (a 20 GB upload is one PATCH of half an hour). False when the session ended meanwhile:
+    logged out, the account deactivated or the absolute timeout passed, which no transfer extends."""
+    now = clock.now()
+
+    def touch(db) -> bool:
+        absolute = timedelta(hours=settings.get(db, "session_absolute_hours"))
+        return db.execute(
+            "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ? AND created_at > ?"
+            " AND user_id IN (SELECT id FROM users WHERE active)",
+            [clock.iso(now), id_hash, clock.iso(now - absolute)],
+        ).rowcount == 1
+
+    return database.write(touch)
 
 
 def logout(database: Database, who: audit.Who, session: Session) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -80,8 +81,8 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
           upload: dict | None = None, who: audit.Who = audit.SYSTEM) -> tuple[str, storage.SegmentWriter]:
     """Create an invisible file (state 'uploading') and its open writer; returns (file id, writer).
 
-    ``upload`` (id, session_hash, length) also creates the tus ``uploads`` row, and its audit event,
-    in the same transaction.
+    ``upload`` (id, target_kind, target_id, length) also creates the tus ``uploads`` row, and its
+    audit event, in the same transaction.
     The data file is created before the row: a crash in between leaves an unlisted file without a key.
     """
     file_id, storage_name, key = secrets.token_hex(16), secrets.token_hex(16), storage.new_file_key()
@@ -97,9 +98,9 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
         )
         if upload is not None:
             db.execute(
-                "INSERT INTO uploads (id, file_id, owner_id, session_hash, length, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [upload["id"], file_id, owner_id, upload["session_hash"], upload["length"], now, expires],
+                "INSERT INTO uploads (id, file_id, owner_id, target_kind, target_id, length, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [upload["id"], file_id, owner_id, upload["target_kind"], upload["target_id"], upload["length"], now, expires],
             )
             audit.record(db, who, "upload.start", file_id, name=name, length=upload["length"])
 
@@ -120,11 +121,13 @@ def head_bytes(master: bytes, files_dir: Path, row: dict, size: int) -> bytes:
 
 
 def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who, file_id: str,
-             writer: storage.SegmentWriter | None, expected_length: int | None = None) -> StoredFile:
+             writer: storage.SegmentWriter | None, expected_length: int | None = None,
+             deliver: Callable[[object, str], None] | None = None) -> StoredFile:
     """Finish the data file, check its content, then make it visible in one transaction.
 
     ``writer`` None means the data file was already finished (a crash came between finish and
     commit): its size and SHA-256 are read back. Refused or vanished files are discarded.
+    ``deliver(db, file_id)`` runs in that transaction: where an upload's target puts the file.
     """
     row = database.query_one("SELECT * FROM files WHERE id = ?", [file_id])
     if row is None or row["state"] != "uploading":
@@ -157,6 +160,8 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
         if changed != 1:  # purged or terminated meanwhile
             raise FileRefused("incomplete")
         db.execute("DELETE FROM uploads WHERE file_id = ?", [file_id])
+        if deliver is not None:
+            deliver(db, file_id)
         audit.record(db, who, "file.upload", file_id, name=row["name"], size=size, sha256=sha256)
 
     try:

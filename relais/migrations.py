@@ -283,3 +283,19 @@ def m0004_shares(db: Database) -> None:
             LEFT JOIN files ON files.id = share_events.file_id;
         """
     )
+
+
+@migrations(name="0005_upload_targets")
+def m0005_upload_targets(db: Database) -> None:
+    db.executescript(
+        """
+        -- An upload belongs to its target (relais.targets), not to the session that created it: the
+        -- target says where the finished file goes and who may resume it, from any of their sessions.
+        -- Uploads in progress were all a staff member's own files: My files of their owner.
+        ALTER TABLE uploads ADD COLUMN target_kind TEXT NOT NULL DEFAULT 'files';  -- files (later: request, space)
+        ALTER TABLE uploads ADD COLUMN target_id TEXT NOT NULL DEFAULT '';         -- files: the account's id
+        UPDATE uploads SET target_id = CAST(owner_id AS TEXT);
+        ALTER TABLE uploads DROP COLUMN session_hash;
+        CREATE INDEX uploads_target ON uploads(target_kind, target_id);
+        """
+    )

@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from relais import auth, clock, files, shares, uploads
+from relais import auth, clock, files, shares
 from relais.background import Worker
 
 log = logging.getLogger("relais.retention")
@@ -21,7 +21,7 @@ def purge_all(state) -> dict[str, int]:
     database, files_dir = state.db, state.config.files_dir
     return {
         "sessions": database.write(auth.purge_expired),
-        "uploads": uploads.purge_expired(database, files_dir),
+        "uploads": state.uploads.purge_expired(),
         "shares": shares.purge(database, state.config),
         "orphans": files.purge_orphans(database, files_dir),
         "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from relais.storage import (
     _FIXED, _INDEX, MAGIC, MAX_RECORDS, MAX_SEGMENT_SIZE, NONCE_LEN, OVERHEAD, SEGMENT_SIZE, TAG_LEN, VERSION,
-    IntegrityError, StorageError, _aad, _check_key, _fsync_dir, _is_final, _open_record, _read_exact,
+    IntegrityError, StorageError, UploadFinished, _aad, _check_key, _fsync_dir, _is_final, _open_record, _read_exact,
     _read_header, _tail_path, _write_all, shred_file,
 )
 
@@ -89,13 +89,15 @@ class SegmentWriter:
             try:
                 saved = _tail_path(path).read_bytes()
             except FileNotFoundError:
-                raise StorageError("upload already finished" if finished else "no checkpoint to resume from") from None
+                if finished:
+                    raise UploadFinished("upload already finished") from None
+                raise StorageError("no checkpoint to resume from") from None
             if not _INDEX.size + OVERHEAD <= len(saved) < _INDEX.size + rec_len:
                 raise IntegrityError("checkpoint file has an impossible length")
             k = _INDEX.unpack_from(saved)[0]
             tail = _open_record(aead, header, k, False, memoryview(saved)[_INDEX.size :])
             if finished:  # a crash came between the two steps of finish()
-                raise StorageError("upload already finished")
+                raise UploadFinished("upload already finished")
             if n_full < k:
                 raise IntegrityError("records saved by the last checkpoint are missing")
             hasher, buf, valid = hashlib.sha256(), bytearray(rec_len), 0

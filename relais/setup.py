@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import mail, once
+from relais import mail, once, uploads
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -36,13 +36,16 @@ def prepare(config: Config) -> dict:
     database.migrate()
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
     mail_sender = mail.Sender(database, mail.Transport(config))
+    # Wraps every file's key; created on first start (keep it outside data/ in production).
+    master_key = load_master_key(config.resolved_master_key_file, create=True)
     return {
         "config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
-        # Wraps every file's key; created on first start (keep it outside data/ in production).
-        "master_key": load_master_key(config.resolved_master_key_file, create=True),
+        "master_key": master_key,
         "mail_sender": mail_sender,
         # A new share's password, between the POST that made it and the one page that shows it.
         "shown_once": once.ShownOnce(),
+        # The tus uploads' open writers and the requests writing to them, for this process.
+        "uploads": uploads.Engine(database, master_key, config.files_dir),
         # Set when the server is asked to stop: tus uploads in flight then save what arrived and
         # answer 503 at once (the client resumes after the restart) instead of holding up the stop.
         "stopping": threading.Event(),

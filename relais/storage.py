@@ -65,6 +65,11 @@ class IntegrityError(StorageError):
     """Stored data or a wrapped key failed authentication or is inconsistent: never trust it."""
 
 
+class UploadFinished(StorageError):
+    """resume() found the data file finished: a crash came after finish() but before the file's
+    row was committed, so the caller completes the upload from what is on disk."""
+
+
 def load_master_key(path: Path, create: bool = False) -> bytes:
     """Read the 32-byte master key from ``path``: 64 hex digits, optionally followed by a newline.
 

@@ -1,18 +1,23 @@
 """Resumable uploads (tus) without the HTTP: upload rows, open writers, offsets, expiry.
 
 An upload is a file in state 'uploading' plus a row in ``uploads`` holding its announced length,
-the offset durable at the last checkpoint, who may resume it (the owner's session) and when it
-expires. Writers stay open between requests in a per-process table, so a PATCH that follows a
-dropped connection continues without re-reading the file; after a restart the writer is rebuilt
-with :meth:`SegmentWriter.resume`, which re-verifies and re-hashes what was stored. An open writer
-holds a descriptor and its partial segment (up to 1 MiB): past MAX_OPEN_WRITERS, writers that no
-request is using and that have been idle for IDLE_SECONDS are closed, least recently used first.
-Every PATCH ends with a checkpoint, so nothing is lost; that upload's next request resumes it from
-disk. Uploads in steady use are never closed (re-reading a large upload at each of its requests
-would cost more than its descriptor), so the cap is exceeded only while that many are active.
+the offset durable at the last checkpoint, its target (:mod:`relais.targets`: where the finished
+file goes, and so who may resume it) and when it expires. It belongs to its target, not to the
+session that created it: a 20 GB upload outlives the session's idle timeout, and its owner
+resumes it from any of their sessions for its 24 hours.
+
+The process's open writers live in an :class:`Engine` the app owns (``app.state.uploads``), so a
+PATCH that follows a dropped connection continues without re-reading the file; after a restart
+the writer is rebuilt with :meth:`SegmentWriter.resume`, which re-verifies and re-hashes what was
+stored. An open writer holds a descriptor and its partial segment (up to 1 MiB): past
+``max_open_writers``, writers that no request is using and that have been idle for
+``idle_seconds`` are closed, least recently used first. Every PATCH ends with a checkpoint, so
+nothing is lost; that upload's next request resumes it from disk. Uploads in steady use are never
+closed (re-reading a large upload at each of its requests would cost more than its descriptor),
+so the cap is exceeded only while that many are active.
 
 claim(), release() and busy() take a lock held only for a few dictionary operations, never across
-disk work: the views call them on the event loop. Every other function blocks (disk, fsync,
+disk work: the views call them on the event loop. Every other method blocks (disk, fsync,
 database): the views call them through a worker thread.
 """
 
@@ -26,8 +31,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from relais import audit, clock, files, storage
+from relais import audit, clock, files, storage, targets
 from relais.db import Database
+from relais.targets import Target
 
 log = logging.getLogger("relais")
 
@@ -35,221 +41,236 @@ log = logging.getLogger("relais")
 # most this much, and the offset a restarted server reports moves on.
 CHECKPOINT_BYTES = 64 * 1024 * 1024
 
-MAX_OPEN_WRITERS = 32
-IDLE_SECONDS = 120
-
-# upload id -> (writer, when it was last used), least recently used first
-_writers: OrderedDict[str, tuple[storage.SegmentWriter, float]] = OrderedDict()
-_busy: set[str] = set()  # uploads a request is writing to in this process: never closed under it
-_opening: dict[str, threading.Lock] = {}  # a HEAD and a PATCH arriving together must not both resume one upload
-_lock = threading.Lock()  # guards the three; never held across disk or database work
-
-
-def claim(upload_id: str) -> bool:
-    """Mark the upload as being written to by this request; False if another request already is."""
-    with _lock:
-        if upload_id in _busy:
-            return False
-        _busy.add(upload_id)
-        return True
-
-
-def release(upload_id: str) -> None:
-    with _lock:
-        _busy.discard(upload_id)
-
-
-def busy(upload_id: str) -> bool:
-    with _lock:
-        return upload_id in _busy
-
-
-def _keep(upload_id: str, writer: storage.SegmentWriter) -> None:
-    """Remember an open writer; past the cap, close the least recently used ones long idle."""
-    with _lock:
-        now = time.monotonic()
-        _writers[upload_id] = (writer, now)
-        _writers.move_to_end(upload_id)
-        for other, (old, used) in list(_writers.items()):
-            if len(_writers) <= MAX_OPEN_WRITERS or now - used < IDLE_SECONDS:
-                break  # least recently used first: the rest were used even more recently
-            if other not in _busy:
-                # Closed before _lock is let go, so a request resuming it from disk never finds
-                # its file still locked; idle, it has no append in flight: closing is quick.
-                del _writers[other]
-                old.close()
-
-
-def _open_writer(upload_id: str) -> storage.SegmentWriter | None:
-    """This process's writer of the upload, marked as just used; None if it has none."""
-    with _lock:
-        entry = _writers.get(upload_id)
-        if entry is None:
-            return None
-        _writers[upload_id] = (entry[0], time.monotonic())
-        _writers.move_to_end(upload_id)
-        return entry[0]
-
-
-def _take(upload_id: str) -> storage.SegmentWriter | None:
-    with _lock:
-        entry = _writers.pop(upload_id, None)
-    return None if entry is None else entry[0]
-
 
 @dataclass(frozen=True)
 class Upload:
     id: str
     file_id: str
     owner_id: int
-    session_hash: str
+    target: Target
     length: int
     offset: int
     expires_at: str
     name: str
 
-
-def create(database: Database, master: bytes, files_dir: Path, owner_id: int, session_hash: str,
-           raw_name: str, length: int, who: audit.Who) -> Upload:
-    """Check name, type, size and count (FileRefused), then create the upload and keep its writer."""
-    name, media_type = files.check_new(database, owner_id, raw_name, length)
-    upload_id = secrets.token_hex(16)
-    file_id, writer = files.begin(database, master, files_dir, owner_id, name, media_type,
-                                  upload={"id": upload_id, "session_hash": session_hash, "length": length}, who=who)
-    _keep(upload_id, writer)
-    return find(database, upload_id, owner_id, session_hash)
+    @property
+    def expired(self) -> bool:
+        """Past its 24 hours: gone for its owner too (tus 410), and removed by the next purge."""
+        return clock.parse(self.expires_at) <= clock.now()
 
 
-def find(database: Database, upload_id: str, owner_id: int, session_hash: str) -> Upload | None:
-    """The upload if it exists, has not expired and belongs to this owner and session; else None."""
-    row = database.query_one(
-        'SELECT uploads.*, files.name FROM uploads JOIN files ON files.id = uploads.file_id'
-        ' WHERE uploads.id = ? AND uploads.owner_id = ? AND uploads.session_hash = ? AND uploads.expires_at > ?',
-        [upload_id, owner_id, session_hash, clock.now_iso()],
-    )
-    if row is None:
-        return None
-    return Upload(row["id"], row["file_id"], row["owner_id"], row["session_hash"], row["length"], row["offset"],
-                  row["expires_at"], row["name"])
+class Engine:
+    """This process's tus uploads: their open writers, and the requests writing to them."""
 
+    def __init__(self, database: Database, master: bytes, files_dir: Path,
+                 max_open_writers: int = 32, idle_seconds: float = 120):
+        self.database, self.master, self.files_dir = database, master, Path(files_dir)
+        self.max_open_writers, self.idle_seconds = max_open_writers, idle_seconds
+        # upload id -> (writer, when it was last used), least recently used first
+        self._writers: OrderedDict[str, tuple[storage.SegmentWriter, float]] = OrderedDict()
+        self._busy: set[str] = set()  # uploads a request is writing to in this process: never closed under it
+        self._opening: dict[str, threading.Lock] = {}  # a HEAD and a PATCH arriving together must not both resume one upload
+        self._lock = threading.Lock()  # guards the three; never held across disk or database work
 
-def writer_for(database: Database, master: bytes, files_dir: Path, upload: Upload) -> storage.SegmentWriter | None:
-    """The open writer of this upload, resumed from disk if this process has none.
+    # -- who is writing, and the open writers ------------------------------------------------
 
-    Returns None when the data file is already finished (a crash came between finishing it and
-    committing it): the caller then completes the upload from what is on disk.
-    """
-    writer = _open_writer(upload.id)
-    if writer is not None:
-        return writer
-    with _lock:
-        opening = _opening.setdefault(upload.id, threading.Lock())
-    try:
-        with opening:  # the disk work runs under this upload's own lock, never under _lock
-            writer = _open_writer(upload.id)  # resumed by the request that held it just now
-            return writer if writer is not None else _resume(database, master, files_dir, upload)
-    finally:
-        with _lock:
-            if not opening.locked():
-                _opening.pop(upload.id, None)
+    def claim(self, upload_id: str) -> bool:
+        """Mark the upload as being written to by this request; False if another request already is."""
+        with self._lock:
+            if upload_id in self._busy:
+                return False
+            self._busy.add(upload_id)
+            return True
 
+    def release(self, upload_id: str) -> None:
+        with self._lock:
+            self._busy.discard(upload_id)
 
-def _resume(database: Database, master: bytes, files_dir: Path, upload: Upload) -> storage.SegmentWriter | None:
-    row = database.query_one("SELECT id, wrapped_key, storage_name FROM files WHERE id = ?", [upload.file_id])
-    if row is None:
-        raise storage.StorageError("upload was removed")
-    try:
-        writer = storage.SegmentWriter.resume(files.data_path(files_dir, row), files.file_key(master, row), row["id"])
-    except storage.StorageError as exc:
-        if str(exc) == "upload already finished":  # the message storage.SegmentWriter.resume gives
-            return None
-        raise
-    _keep(upload.id, writer)
-    if writer.offset != upload.offset:  # records written after the last offset we saved survived
-        save_offset(database, upload.id, writer.offset)
-    return writer
+    def busy(self, upload_id: str) -> bool:
+        with self._lock:
+            return upload_id in self._busy
 
+    def open_writers(self) -> list[str]:
+        """The uploads with an open writer in this process, least recently used first."""
+        with self._lock:
+            return list(self._writers)
 
-def save_offset(database: Database, upload_id: str, offset: int) -> None:
-    database.execute('UPDATE uploads SET "offset" = ? WHERE id = ?', [offset, upload_id])
+    def _keep(self, upload_id: str, writer: storage.SegmentWriter) -> None:
+        """Remember an open writer; past the cap, close the least recently used ones long idle."""
+        with self._lock:
+            now = time.monotonic()
+            self._writers[upload_id] = (writer, now)
+            self._writers.move_to_end(upload_id)
+            for other, (old, used) in list(self._writers.items()):
+                if len(self._writers) <= self.max_open_writers or now - used < self.idle_seconds:
+                    break  # least recently used first: the rest were used even more recently
+                if other not in self._busy:
+                    # Closed before _lock is let go, so a request resuming it from disk never finds
+                    # its file still locked; idle, it has no append in flight: closing is quick.
+                    del self._writers[other]
+                    old.close()
 
-
-def checkpoint(database: Database, upload: Upload, writer: storage.SegmentWriter) -> int:
-    """Make what was received durable, then record the offset; returns it."""
-    offset = writer.checkpoint()
-    save_offset(database, upload.id, offset)
-    return offset
-
-
-def forget(upload_id: str) -> None:
-    """Close and drop this process's writer (after an error: the next request resumes from disk)."""
-    writer = _take(upload_id)
-    if writer is not None:
-        writer.close()
-
-
-def resume_offset(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload) -> int | None:
-    """Where the client goes on from: what survived on disk, which may be ahead of the offset saved
-    at the last checkpoint (while a request is writing to the upload, that saved offset).
-
-    An upload whose bytes are all on disk but that was never committed (a crash before the
-    commit) is committed now: a client told "all here" sends no further PATCH. None when the
-    upload is gone: damaged before its last checkpoint (then removed, to start again from
-    nothing), or refused when committed.
-    """
-    if not claim(upload.id):
-        return upload.offset
-    try:
-        try:
-            writer = writer_for(database, master, files_dir, upload)
-        except storage.IntegrityError:
-            log.exception("upload %s is damaged and is removed", upload.id)
-        else:
-            if writer is not None and writer.offset < upload.length:
-                return writer.offset
-            try:
-                finish(database, master, files_dir, who, upload, writer)
-            except files.FileRefused:
+    def _open_writer(self, upload_id: str) -> storage.SegmentWriter | None:
+        """This process's writer of the upload, marked as just used; None if it has none."""
+        with self._lock:
+            entry = self._writers.get(upload_id)
+            if entry is None:
                 return None
-            return upload.length
-    finally:
-        release(upload.id)
-    terminate(database, files_dir, who, upload)  # it claims the upload itself
-    return None
+            self._writers[upload_id] = (entry[0], time.monotonic())
+            self._writers.move_to_end(upload_id)
+            return entry[0]
 
+    def take(self, upload_id: str) -> storage.SegmentWriter | None:
+        """Remove the upload's open writer from the table and hand it over (to finish or close it)."""
+        with self._lock:
+            entry = self._writers.pop(upload_id, None)
+        return None if entry is None else entry[0]
 
-def finish(database: Database, master: bytes, files_dir: Path, who: audit.Who, upload: Upload,
-           writer: storage.SegmentWriter | None) -> files.StoredFile:
-    """All bytes are in: finish, check and commit the file (FileRefused discards it)."""
-    _take(upload.id)
-    return files.complete(database, master, files_dir, who, upload.file_id, writer, expected_length=upload.length)
+    def forget(self, upload_id: str) -> None:
+        """Close and drop this process's writer (after an error: the next request resumes from disk)."""
+        writer = self.take(upload_id)
+        if writer is not None:
+            writer.close()
 
+    def close(self) -> None:
+        """Close every writer no request is using (at shutdown: each was checkpointed by its PATCH)."""
+        with self._lock:
+            idle = [upload_id for upload_id in self._writers if upload_id not in self._busy]
+        for upload_id in idle:
+            self.forget(upload_id)
 
-def terminate(database: Database, files_dir: Path, who: audit.Who, upload: Upload) -> bool:
-    """tus termination: the upload and everything stored of it are removed. False, and nothing
-    done, while a request is writing to it (its writer must not close under it)."""
-    return _remove(database, files_dir, upload.id, upload.file_id, who, "upload.terminate")
+    # -- uploads ------------------------------------------------------------------------
 
+    def create(self, target: Target, raw_name: str, length: int, who: audit.Who) -> Upload:
+        """Check name, type, size and count against the target (FileRefused), then create the
+        upload and keep its writer."""
+        kind = targets.kind(target)
+        name, media_type = kind.check_new(self.database, target, raw_name, length)
+        upload_id = secrets.token_hex(16)
+        file_id, writer = files.begin(
+            self.database, self.master, self.files_dir, kind.owner_id(target), name, media_type,
+            upload={"id": upload_id, "target_kind": target.kind, "target_id": target.id, "length": length}, who=who,
+        )
+        self._keep(upload_id, writer)
+        return self.find(upload_id, target)
 
-def _remove(database: Database, files_dir: Path, upload_id: str | None, file_id: str, who: audit.Who, action: str) -> bool:
-    """Close the upload's writer and discard its file, unless a request is writing to it."""
-    if upload_id is not None and not claim(upload_id):
-        return False
-    try:
-        if upload_id is not None:
-            forget(upload_id)
-        files.discard(database, files_dir, file_id, who, action)
-    finally:
-        if upload_id is not None:
-            release(upload_id)
-    return True
+    def find(self, upload_id: str, target: Target) -> Upload | None:
+        """The upload if it exists and belongs to this target, expired or not; else None (an
+        upload of another target is as absent as a missing one, whatever URL the asker holds)."""
+        row = self.database.query_one(
+            'SELECT uploads.*, files.name FROM uploads JOIN files ON files.id = uploads.file_id'
+            ' WHERE uploads.id = ? AND uploads.target_kind = ? AND uploads.target_id = ?',
+            [upload_id, target.kind, target.id],
+        )
+        if row is None:
+            return None
+        return Upload(row["id"], row["file_id"], row["owner_id"], Target(row["target_kind"], row["target_id"]),
+                      row["length"], row["offset"], row["expires_at"], row["name"])
 
+    def writer_for(self, upload: Upload) -> storage.SegmentWriter | None:
+        """The open writer of this upload, resumed from disk if this process has none.
 
-def purge_expired(database: Database, files_dir: Path) -> int:
-    """Remove unfinished uploads past their expiry (tus expiration, and forms cut off by a crash)."""
-    rows = database.query(
-        "SELECT files.id, uploads.id AS upload_id FROM files LEFT JOIN uploads ON uploads.file_id = files.id"
-        " WHERE files.state = 'uploading' AND files.expires_at <= ?", [clock.now_iso()],
-    )
-    # One a request is writing to right now is left for the next purge.
-    return sum(_remove(database, files_dir, row["upload_id"], row["id"], audit.SYSTEM, "upload.expire") for row in rows)
+        Returns None when the data file is already finished (a crash came between finishing it and
+        committing it): the caller then completes the upload from what is on disk.
+        """
+        writer = self._open_writer(upload.id)
+        if writer is not None:
+            return writer
+        with self._lock:
+            opening = self._opening.setdefault(upload.id, threading.Lock())
+        try:
+            with opening:  # the disk work runs under this upload's own lock, never under _lock
+                writer = self._open_writer(upload.id)  # resumed by the request that held it just now
+                return writer if writer is not None else self._resume(upload)
+        finally:
+            with self._lock:
+                if not opening.locked():
+                    self._opening.pop(upload.id, None)
+
+    def _resume(self, upload: Upload) -> storage.SegmentWriter | None:
+        row = self.database.query_one("SELECT id, wrapped_key, storage_name FROM files WHERE id = ?", [upload.file_id])
+        if row is None:
+            raise storage.StorageError("upload was removed")
+        try:
+            writer = storage.SegmentWriter.resume(files.data_path(self.files_dir, row), files.file_key(self.master, row),
+                                                  row["id"])
+        except storage.UploadFinished:
+            return None
+        self._keep(upload.id, writer)
+        if writer.offset != upload.offset:  # records written after the last offset we saved survived
+            self.save_offset(upload.id, writer.offset)
+        return writer
+
+    def save_offset(self, upload_id: str, offset: int) -> None:
+        self.database.execute('UPDATE uploads SET "offset" = ? WHERE id = ?', [offset, upload_id])
+
+    def checkpoint(self, upload: Upload, writer: storage.SegmentWriter) -> int:
+        """Make what was received durable, then record the offset; returns it."""
+        offset = writer.checkpoint()
+        self.save_offset(upload.id, offset)
+        return offset
+
+    def resume_offset(self, who: audit.Who, upload: Upload) -> int | None:
+        """Where the client goes on from: what survived on disk, which may be ahead of the offset saved
+        at the last checkpoint (while a request is writing to the upload, that saved offset).
+
+        An upload whose bytes are all on disk but that was never committed (a crash before the
+        commit) is committed now: a client told "all here" sends no further PATCH. None when the
+        upload is gone: damaged before its last checkpoint (then removed, to start again from
+        nothing), or refused when committed.
+        """
+        if not self.claim(upload.id):
+            return upload.offset
+        try:
+            try:
+                writer = self.writer_for(upload)
+            except storage.IntegrityError:
+                log.exception("upload %s is damaged and is removed", upload.id)
+            else:
+                if writer is not None and writer.offset < upload.length:
+                    return writer.offset
+                try:
+                    self.finish(who, upload, writer)
+                except files.FileRefused:
+                    return None
+                return upload.length
+        finally:
+            self.release(upload.id)
+        self.terminate(who, upload)  # it claims the upload itself
+        return None
+
+    def finish(self, who: audit.Who, upload: Upload, writer: storage.SegmentWriter | None) -> files.StoredFile:
+        """All bytes are in: finish, check and commit the file, delivered to the upload's target
+        in the same transaction (FileRefused discards it)."""
+        self.take(upload.id)
+        kind = targets.kind(upload.target)
+        return files.complete(self.database, self.master, self.files_dir, who, upload.file_id, writer,
+                              expected_length=upload.length,
+                              deliver=lambda db, file_id: kind.deliver(db, upload.target, file_id))
+
+    def terminate(self, who: audit.Who, upload: Upload) -> bool:
+        """tus termination: the upload and everything stored of it are removed. False, and nothing
+        done, while a request is writing to it (its writer must not close under it)."""
+        return self._remove(upload.id, upload.file_id, who, "upload.terminate")
+
+    def _remove(self, upload_id: str | None, file_id: str, who: audit.Who, action: str) -> bool:
+        """Close the upload's writer and discard its file, unless a request is writing to it."""
+        if upload_id is not None and not self.claim(upload_id):
+            return False
+        try:
+            if upload_id is not None:
+                self.forget(upload_id)
+            files.discard(self.database, self.files_dir, file_id, who, action)
+        finally:
+            if upload_id is not None:
+                self.release(upload_id)
+        return True
+
+    def purge_expired(self) -> int:
+        """Remove unfinished uploads past their expiry (tus expiration, and forms cut off by a crash)."""
+        rows = self.database.query(
+            "SELECT files.id, uploads.id AS upload_id FROM files LEFT JOIN uploads ON uploads.file_id = files.id"
+            " WHERE files.state = 'uploading' AND files.expires_at <= ?", [clock.now_iso()],
+        )
+        # One a request is writing to right now is left for the next purge.
+        return sum(self._remove(row["upload_id"], row["id"], audit.SYSTEM, "upload.expire") for row in rows)

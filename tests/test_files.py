@@ -19,18 +19,11 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from relais import files, settings, storage, uploads
+from relais import files, settings, storage
 from tests.conftest import PASSWORD, audit_rows, csrf_token
 
 OCTETS = "application/offset+octet-stream"
 CSV = b"id,value\n1,2\n3,4\n"
-
-
-@pytest.fixture(autouse=True)
-def _close_writers():
-    yield
-    for upload_id in list(uploads._writers):
-        uploads.forget(upload_id)
 
 
 @pytest.fixture
@@ -215,23 +208,28 @@ def test_tus_requests_need_the_csrf_header_and_a_login(app, client, auth, staff)
     assert client.head(url, headers=tus_headers(client)).headers["upload-offset"] == "0"
 
 
-def test_uploads_belong_to_their_session(app, client, auth, make_user):
+def test_uploads_belong_to_their_owner_not_to_one_session(app, client, auth, make_user):
     make_user()
+    make_user(email="other@registry.example")
     auth.login()
     url = create(client, "mine.csv", len(CSV)).headers["location"]
     patch(client, url, 0, CSV[:4])
-    auth.login()  # a new session, same account: the old session's upload is not reachable
+    auth.login(email="other@registry.example")  # another account holding the URL: as if it did not exist
     assert client.head(url, headers=tus_headers(client)).status_code == 404
     assert patch(client, url, 4, CSV[4:]).status_code == 404
     assert client.delete(url, headers=tus_headers(client)).status_code == 404
+    auth.login()  # a new session of the owner: the upload goes on
+    assert client.head(url, headers=tus_headers(client)).headers["upload-offset"] == "4"
+    assert patch(client, url, 4, CSV[4:]).status_code == 204
+    assert files.list_files(app.state.db, 1)[0].sha256 == hashlib.sha256(CSV).hexdigest()
 
 
 def test_termination_removes_everything(app, staff_client):
     url = create(staff_client, "gone.csv", len(CSV)).headers["location"]
     patch(staff_client, url, 0, CSV[:4])
-    assert uploads.claim(url.rsplit("/", 1)[1])  # while a PATCH writes to it, it cannot be terminated
+    assert app.state.uploads.claim(url.rsplit("/", 1)[1])  # while a PATCH writes to it, it cannot be terminated
     assert staff_client.delete(url, headers=tus_headers(staff_client)).status_code == 409
-    uploads.release(url.rsplit("/", 1)[1])
+    app.state.uploads.release(url.rsplit("/", 1)[1])
     assert staff_client.delete(url, headers=tus_headers(staff_client)).status_code == 204
     assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 404
     nothing_left(app)
@@ -246,12 +244,14 @@ def test_expired_uploads_are_refused_and_purged(app, staff_client, frozen):
     frozen.advance(hours=23)
     assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 200
     frozen.advance(hours=2)
-    assert staff_client.head(url, headers=tus_headers(staff_client)).status_code == 404
+    gone = staff_client.head(url, headers=tus_headers(staff_client))
+    assert gone.status_code == 410 and gone.headers["tus-resumable"] == "1.0.0"  # tus: expired uploads are gone
+    assert patch(staff_client, url, 4, CSV[4:]).status_code == 410
     upload_id = url.rsplit("/", 1)[1]
-    assert uploads.claim(upload_id)  # a request still writing to it: its writer is not closed under it
-    assert uploads.purge_expired(app.state.db, app.state.config.files_dir) == 0
-    uploads.release(upload_id)
-    assert uploads.purge_expired(app.state.db, app.state.config.files_dir) == 1
+    assert app.state.uploads.claim(upload_id)  # a request still writing to it: its writer is not closed under it
+    assert app.state.uploads.purge_expired() == 0
+    app.state.uploads.release(upload_id)
+    assert app.state.uploads.purge_expired() == 1
     nothing_left(app)
     assert len(audit_rows(app, "upload.expire")) == 1
 
@@ -259,7 +259,7 @@ def test_expired_uploads_are_refused_and_purged(app, staff_client, frozen):
 def test_after_a_restart_the_upload_resumes_from_disk(app, staff_client):
     url = create(staff_client, "restart.csv", len(CSV)).headers["location"]
     patch(staff_client, url, 0, CSV[:7])
-    uploads.forget(url.rsplit("/", 1)[1])  # as if the process had restarted: no open writer
+    app.state.uploads.forget(url.rsplit("/", 1)[1])  # as if the process had restarted: no open writer
     assert staff_client.head(url, headers=tus_headers(staff_client)).headers["upload-offset"] == "7"
     assert patch(staff_client, url, 7, CSV[7:]).status_code == 204
     assert files.list_files(app.state.db, 1)[0].sha256 == hashlib.sha256(CSV).hexdigest()
@@ -268,8 +268,8 @@ def test_after_a_restart_the_upload_resumes_from_disk(app, staff_client):
 def test_open_writers_are_capped_and_a_closed_one_resumes(app, staff_client, monkeypatch):
     """Unfinished uploads do not each keep a descriptor and a segment in memory for 24 hours: past
     the cap the least recently used idle writer is closed, and its upload resumes from disk."""
-    monkeypatch.setattr(uploads, "MAX_OPEN_WRITERS", 2)
-    monkeypatch.setattr(uploads, "IDLE_SECONDS", 0)  # every writer between two requests counts as idle
+    monkeypatch.setattr(app.state.uploads, "max_open_writers", 2)
+    monkeypatch.setattr(app.state.uploads, "idle_seconds", 0)  # every writer between two requests counts as idle
     files_dir = str(app.state.config.files_dir)
 
     def open_data_files() -> int:
@@ -278,38 +278,38 @@ def test_open_writers_are_capped_and_a_closed_one_resumes(app, staff_client, mon
 
     urls = [create(staff_client, f"cap{i}.csv", len(CSV)).headers["location"] for i in range(4)]
     ids = [url.rsplit("/", 1)[1] for url in urls]
-    assert list(uploads._writers) == ids[2:] and open_data_files() == 2
+    assert app.state.uploads.open_writers() == ids[2:] and open_data_files() == 2
     assert patch(staff_client, urls[0], 0, CSV[:7]).status_code == 204  # resumed from disk; closes cap2
-    assert list(uploads._writers) == [ids[3], ids[0]]
+    assert app.state.uploads.open_writers() == [ids[3], ids[0]]
     assert staff_client.head(urls[0], headers=tus_headers(staff_client)).headers["upload-offset"] == "7"
-    assert uploads.claim(ids[3])  # a request is writing to cap3: it is never closed under it
+    assert app.state.uploads.claim(ids[3])  # a request is writing to cap3: it is never closed under it
     try:
         assert patch(staff_client, urls[1], 0, CSV).status_code == 204
-        assert ids[3] in uploads._writers and ids[0] not in uploads._writers
+        assert ids[3] in app.state.uploads.open_writers() and ids[0] not in app.state.uploads.open_writers()
     finally:
-        uploads.release(ids[3])
+        app.state.uploads.release(ids[3])
     for url, at in ((urls[0], 7), (urls[2], 0), (urls[3], 0)):
         assert patch(staff_client, url, at, CSV[at:]).status_code == 204
     assert sorted(f.name for f in files.list_files(app.state.db, 1)) == [f"cap{i}.csv" for i in range(4)]
     assert {f.sha256 for f in files.list_files(app.state.db, 1)} == {hashlib.sha256(CSV).hexdigest()}
-    assert uploads._writers == {} and open_data_files() == 0
+    assert app.state.uploads.open_writers() == [] and open_data_files() == 0
 
 
 def test_writers_in_steady_use_stay_open_past_the_cap(app, staff_client, monkeypatch):
     """Closing an upload between two of its requests would make each request re-read all of it:
-    writers used within IDLE_SECONDS stay open, whatever their number."""
-    monkeypatch.setattr(uploads, "MAX_OPEN_WRITERS", 2)
+    writers used within idle_seconds stay open, whatever their number."""
+    monkeypatch.setattr(app.state.uploads, "max_open_writers", 2)
     urls = [create(staff_client, f"busy{i}.csv", len(CSV)).headers["location"] for i in range(4)]
-    assert len(uploads._writers) == 4
+    assert len(app.state.uploads.open_writers()) == 4
     for url in urls:
         assert patch(staff_client, url, 0, CSV).status_code == 204
-    assert uploads._writers == {}
+    assert app.state.uploads.open_writers() == []
 
 
 def test_a_crash_between_finishing_and_committing_is_completed_on_resume(app, staff_client):
     url = create(staff_client, "finished.csv", len(CSV)).headers["location"]
     upload_id = url.rsplit("/", 1)[1]
-    writer = uploads._take(upload_id)
+    writer = app.state.uploads.take(upload_id)
     writer.write(CSV)
     writer.finish()  # the data file is whole, but the process "died" before the commit
     assert files.list_files(app.state.db, 1) == []
@@ -323,7 +323,7 @@ def test_an_upload_whose_bytes_all_arrived_but_was_not_committed_is_committed_by
     hears "all here" and sends nothing more, so the HEAD itself must commit the file."""
     url = create(staff_client, "unfinished.csv", len(CSV)).headers["location"]
     upload_id = url.rsplit("/", 1)[1]
-    writer = uploads._take(upload_id)
+    writer = app.state.uploads.take(upload_id)
     writer.write(CSV)
     writer.checkpoint()
     writer.close()  # the process "died" here, before finishing and committing
@@ -338,7 +338,7 @@ def test_an_upload_damaged_before_its_checkpoint_is_removed(app, staff_client):
     data = b"x," * (700 * 1024)  # more than one 1 MiB segment
     url = create(staff_client, "damaged.csv", len(data) + 10).headers["location"]
     patch(staff_client, url, 0, data)
-    uploads.forget(url.rsplit("/", 1)[1])
+    app.state.uploads.forget(url.rsplit("/", 1)[1])
     stored = app.state.db.query_one("SELECT storage_name FROM files")
     path = files.data_path(app.state.config.files_dir, stored)
     raw = bytearray(path.read_bytes())

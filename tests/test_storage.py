@@ -18,6 +18,7 @@ from relais.storage import (
     IntegrityError,
     SegmentWriter,
     StorageError,
+    UploadFinished,
     load_master_key,
     new_file_key,
     plaintext_size,
@@ -314,9 +315,11 @@ def test_resume_refuses_finished_file_even_with_wrong_key(tmp_path):
     path = tmp_path / "f.bin"
     store(path, b"done" * 10, 16)
     raw = path.read_bytes()
-    for key in (KEY, OTHER_KEY):
-        with pytest.raises(StorageError, match="finished|no checkpoint"):
-            SegmentWriter.resume(path, key, FID)
+    with pytest.raises(UploadFinished):  # its own class: callers never read the message
+        SegmentWriter.resume(path, KEY, FID)
+    with pytest.raises(StorageError, match="no checkpoint") as refused:  # a wrong key cannot tell it is finished
+        SegmentWriter.resume(path, OTHER_KEY, FID)
+    assert not isinstance(refused.value, UploadFinished)
     assert path.read_bytes() == raw
     assert read_all(path) == b"done" * 10
 
@@ -367,7 +370,7 @@ def test_resume_refuses_bad_checkpoint_file_and_crash_inside_finish(tmp_path):
     tail.write_bytes(saved)
     SegmentWriter.resume(path, KEY, FID).finish()
     tail.write_bytes(saved)  # as if the crash came after the final record, before .tail went
-    with pytest.raises(StorageError, match="finished"):
+    with pytest.raises(UploadFinished):
         SegmentWriter.resume(path, KEY, FID)
     assert read_all(path) == b"z" * 21
 

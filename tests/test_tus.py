@@ -20,6 +20,7 @@ from tusclient.client import TusClient
 from tests.serving import Server
 
 EMAIL, PASSWORD = "tus@registry.example", "violet tugboat marmalade"
+OTHER = "other@registry.example"
 MIB = 1024 * 1024
 GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
 GRACE = 4  # seconds a stopping server gives requests in flight
@@ -30,16 +31,17 @@ def server(tmp_path_factory):
     srv = Server(tmp_path_factory.mktemp("tus") / "data")
     srv.env["RELAIS_STOP_GRACE_SECONDS"] = str(GRACE)
     srv.command("create-admin", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    srv.command("create-admin", "--email", OTHER, "--password-stdin", stdin=PASSWORD)
     srv.start()
     yield srv
     srv.stop()
 
 
-def login(server) -> dict:
+def login(server, email: str = EMAIL) -> dict:
     """Headers of a logged-in staff session. Cookies are set by hand: they are Secure (__Host-),
     and Python's cookie jar would not send them over the test's plain http."""
     csrf = requests.get(server.url + "/login", timeout=10).cookies["__Host-csrf"]
-    response = requests.post(server.url + "/login", data={"email": EMAIL, "password": PASSWORD, "_csrf_token": csrf},
+    response = requests.post(server.url + "/login", data={"email": email, "password": PASSWORD, "_csrf_token": csrf},
                              headers={"Cookie": f"__Host-csrf={csrf}"}, allow_redirects=False, timeout=10)
     session = response.cookies["__Host-relais_session"]
     return {"Cookie": f"__Host-csrf={csrf}; __Host-relais_session={session}", "x-csrftoken": csrf}
@@ -219,17 +221,23 @@ def test_a_stop_as_the_last_bytes_arrive_still_stores_the_file(server):
         resume_and_check(server, headers, client, uploader.url, data, "last.csv.gz")
 
 
-def test_another_session_cannot_see_or_resume_an_upload(server):
-    mine, other = login(server), login(server)
+def test_only_the_owner_sees_resumes_or_ends_an_upload_from_any_of_their_sessions(server):
+    mine, again, other = login(server), login(server), login(server, OTHER)
     client = TusClient(server.url + "/tus/", headers=mine)
     uploader = client.uploader(file_stream=io.BytesIO(b"a,b\n" * 1000), chunk_size=1000, metadata={"filename": "mine.csv"})
     uploader.upload_chunk()
     tus = {"Tus-Resumable": "1.0.0"}
-    assert requests.head(uploader.url, headers={**other, **tus}, timeout=10).status_code == 404
-    patch = requests.patch(uploader.url, data=b"x", timeout=10, headers={
-        **other, **tus, "Upload-Offset": "1000", "Content-Type": "application/offset+octet-stream"})
-    assert patch.status_code == 404
-    assert requests.delete(uploader.url, headers={**other, **tus}, timeout=10).status_code == 404
+    guest = {"x-csrftoken": mine["x-csrftoken"], "Cookie": mine["Cookie"].split(";")[0]}  # no session cookie
+    for asker, status in ((other, 404), (guest, 401)):  # another account, or no one, holding the stolen URL
+        for response in (
+            requests.head(uploader.url, headers={**asker, **tus}, timeout=10, allow_redirects=False),
+            requests.patch(uploader.url, data=b"x", timeout=10, allow_redirects=False, headers={
+                **asker, **tus, "Upload-Offset": "1000", "Content-Type": "application/offset+octet-stream"}),
+            requests.delete(uploader.url, headers={**asker, **tus}, timeout=10, allow_redirects=False),
+        ):
+            assert response.status_code == status and response.headers["tus-resumable"] == "1.0.0"
+            assert "location" not in response.headers and "a,b" not in response.text
     assert offset(server, mine, uploader.url) == 1000
-    assert requests.delete(uploader.url, headers={**mine, **tus}, timeout=10).status_code == 204
+    assert offset(server, again, uploader.url) == 1000  # the owner's other session sees it too
+    assert requests.delete(uploader.url, headers={**again, **tus}, timeout=10).status_code == 204
     assert requests.head(uploader.url, headers={**mine, **tus}, timeout=10).status_code == 404

@@ -125,7 +125,7 @@ def download_file(request: Request, file_id: str) -> Response:
     stored = files.get(common.db(request), common.current_user(request).id, file_id)
     if stored is None:
         raise NotFoundException()
-    return file_response(request, stored)
+    return _kept_alive(request, file_response(request, stored))
 
 
 @get("/zip", guards=[common.requires_staff], name="files_zip", sync_to_thread=True)
@@ -136,5 +136,12 @@ def download_zip(request: Request) -> Response:
     chosen = [files.get(common.db(request), user.id, file_id) for file_id in ids]
     if not chosen or None in chosen:
         raise NotFoundException()
-    return zip_response(request, chosen)
+    return _kept_alive(request, zip_response(request, chosen))
+
+
+def _kept_alive(request: Request, response: Response) -> Response:
+    """A staff download is activity: a long one keeps its session alive while it is sent."""
+    if isinstance(response, Stream):
+        response.iterator = streaming.kept_alive(request, response.iterator)
+    return response
 

@@ -15,7 +15,7 @@ from anyio import to_thread
 from litestar import Request
 from litestar.exceptions import InternalServerException
 
-from relais import storage
+from relais import auth, clock, storage
 
 # Hand the cipher and the disk large blocks, never the server's small chunks; one segment each,
 # so that blocks cut on a segment boundary stay on them.
@@ -72,6 +72,52 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
         yield b"".join(parts)
     if ended is not None:
         raise ended
+
+
+class SessionEnded(Exception):
+    """The session behind a transfer ended while it ran (logged out, deactivated, absolute timeout)."""
+
+
+class KeepAlive:
+    """A transfer in progress counts as activity: called at each block, it marks the request's
+    session as seen whenever ``auth.touch_every`` has passed since it last did (and at the end),
+    so a 34-minute PATCH or download never finds its session idle. Nothing for a request without
+    a session (a guest on a link). Raises SessionEnded if the session ended meanwhile."""
+
+    def __init__(self, request: Request):
+        session = request.scope.get("auth")
+        self._database, self._id_hash = request.app.state.db, session.id_hash if session else None
+        self._every = None
+        self._last = clock.now()  # the session middleware saw the session as the request began
+
+    async def __call__(self) -> None:
+        if self._id_hash is None:
+            return
+        if self._every is None:
+            self._every = await to_thread.run_sync(auth.touch_every, self._database)
+        now = clock.now()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        if not await to_thread.run_sync(auth.keep_alive, self._database, self._id_hash):
+            raise SessionEnded()
+
+
+async def kept_alive(request: Request, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A response body that keeps the session of its request alive while it is sent (downloads).
+    A session that ends meanwhile does not cut the download: its bytes were already granted."""
+    keep_alive = KeepAlive(request)
+    try:
+        try:
+            async for block in body:
+                yield block
+                await keep_alive()
+            await keep_alive()
+        except SessionEnded:
+            async for block in body:
+                yield block
+    finally:
+        await body.aclose()  # the client went away: the body's own cleanup (closing the file) runs now
 
 
 class Pipeline:

@@ -2,8 +2,14 @@
 
 https://tus.io/protocols/resumable-upload. Bodies are streamed from ``request.stream()``, gathered
 into blocks of at least 1 MiB and handed to worker threads, which hash, encrypt and write them, so
-the event loop never waits on the disk or the cipher. Every upload is bound to the session that
-created it: anyone else gets 404, as if it did not exist.
+the event loop never waits on the disk or the cipher. Every upload belongs to a target
+(:mod:`relais.targets`), built here from who is asking: a staff member's My files today. Its
+owner resumes it from any of their sessions; anyone else gets 404, as if it did not exist. A
+transfer counts as activity: a PATCH keeps its session alive however long it runs.
+
+Every answer is one a tus client understands: a status with ``Tus-Resumable`` and a short text
+in the person's language (the uploader shows it), never a redirect to the login page: no
+session is 401, a CSRF failure 403 (see ``exception_handlers``).
 
 CSRF: tus clients send ``x-csrftoken`` as a header. Litestar's CSRF middleware reads only the
 header for these requests (it parses a body only for form content types, and a PATCH is
@@ -22,11 +28,12 @@ import logging
 from email.utils import format_datetime
 
 from litestar import Request, Response, Router, delete, head, patch, post, route
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 
-from relais import clock, files, storage, uploads
+from relais import clock, files, logs, storage, targets, uploads
 from relais.i18n import N_
 from relais.spool import Spool
-from views import common, streaming
+from views import common, errors, streaming
 
 log = logging.getLogger("relais")
 
@@ -36,6 +43,9 @@ CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 # status codes and headers).
 RESTARTING = N_("The server is restarting. The upload will go on by itself.")
 TOO_MUCH = N_("More data than the announced length.")
+STALE_PAGE = N_("This form was open too long or came from another site. Reload the page and try again.")
+EXPIRED = N_("This upload was not finished within 24 hours and has been removed. Add the file again.")
+LOGGED_OUT = N_("Your session has ended. Log in again, then add the same file: the upload goes on where it stopped.")
 
 
 def _response(status: int, headers: dict | None = None, text: str = "") -> Response:
@@ -57,14 +67,24 @@ def _expires(upload: uploads.Upload) -> str:
     return format_datetime(clock.parse(upload.expires_at), usegmt=True)
 
 
-def _find(request: Request, upload_id: str) -> uploads.Upload | None:
-    session = request.scope["auth"]
-    return uploads.find(common.db(request), upload_id, session.user.id, session.id_hash)
+def _engine(request: Request) -> uploads.Engine:
+    return request.app.state.uploads
 
 
-def _state(request: Request) -> tuple:
-    state = request.app.state
-    return state.db, state.master_key, state.config.files_dir
+def _target(request: Request) -> targets.Target:
+    """Whom the asker speaks for (the guard let only staff through): their own My files. A link
+    session for a request, or a partner's space, is where the next kinds will come from."""
+    return targets.Target.my_files(common.current_user(request).id)
+
+
+def _find(request: Request, upload_id: str) -> uploads.Upload | Response:
+    """The asker's upload, or the answer for it: 404 (none, or another's), 410 (expired)."""
+    upload = _engine(request).find(upload_id, _target(request))
+    if upload is None:
+        return _response(404)
+    if upload.expired:
+        return _say(request, 410, EXPIRED)
+    return upload
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -94,7 +114,8 @@ def _checksum(header: str | None) -> tuple[str, bytes] | None:
 
 @route("/", http_method=["OPTIONS"], guards=[common.requires_staff], sync_to_thread=True)
 def describe_server(request: Request) -> Response:
-    max_size, _ = files.limits(common.db(request))
+    target = _target(request)
+    max_size = targets.kind(target).max_size(common.db(request), target)
     return Response(content=b"", status_code=204, headers={
         "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Max-Size": str(max_size),
         "Tus-Extension": "creation,termination,expiration,checksum", "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
@@ -113,11 +134,8 @@ def create_upload(request: Request) -> Response:
         return _say(request, 400, N_("Upload-Length and Upload-Metadata are required."))
     if length < 0:
         return _response(400)
-    database, master, files_dir = _state(request)
-    session = request.scope["auth"]
     try:
-        upload = uploads.create(database, master, files_dir, session.user.id, session.id_hash,
-                                metadata.get("filename", ""), length, common.who(request))
+        upload = _engine(request).create(_target(request), metadata.get("filename", ""), length, common.who(request))
     except files.FileRefused as exc:
         return _refused(request, exc)
     return _response(201, {"Location": f"/tus/{upload.id}", "Upload-Expires": _expires(upload)})
@@ -127,12 +145,11 @@ def create_upload(request: Request) -> Response:
 def upload_offset(request: Request, upload_id: str) -> Response[None]:
     """The offset to continue from (see uploads.resume_offset: after a restart it comes from disk)."""
     upload = _find(request, upload_id)
-    gone = Response(content=b"", status_code=404, media_type="text/plain", headers={"Tus-Resumable": TUS_VERSION})
-    if upload is None:
-        return gone
-    offset = uploads.resume_offset(*_state(request), common.who(request), upload)
+    if isinstance(upload, Response):
+        return upload
+    offset = _engine(request).resume_offset(common.who(request), upload)
     if offset is None:
-        return gone
+        return _response(404)
     return Response(content=b"", status_code=200, media_type="text/plain", headers={
         "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset), "Upload-Length": str(upload.length),
         "Upload-Expires": _expires(upload), "Cache-Control": "no-store",
@@ -145,8 +162,8 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
 async def append_to_upload(request: Request, upload_id: str) -> Response:
     """Append the body at Upload-Offset; the offset is made durable before it is reported."""
     upload = await common.in_thread(_find, request, upload_id)
-    if upload is None:
-        return _response(404)
+    if isinstance(upload, Response):
+        return upload
     if request.headers.get("tus-resumable") != TUS_VERSION:
         return _response(412, {"Tus-Version": TUS_VERSION})
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/offset+octet-stream":
@@ -157,25 +174,25 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         declared = int(request.headers.get("content-length", "0"))
     except ValueError:
         return _say(request, 400, N_("Upload-Offset is missing, or the checksum algorithm is not supported."))
-    if not uploads.claim(upload.id):
+    engine = _engine(request)
+    if not engine.claim(upload.id):
         return _say(request, 409, N_("This upload is already receiving data."))
-    database, master, files_dir = _state(request)
     try:
-        writer = await common.in_thread(uploads.writer_for, database, master, files_dir, upload)
+        writer = await common.in_thread(engine.writer_for, upload)
         if writer is None:  # finished on disk before a crash: commit it now
-            await common.in_thread(uploads.finish, database, master, files_dir, common.who(request), upload, None)
+            await common.in_thread(engine.finish, common.who(request), upload, None)
             return _response(204, {"Upload-Offset": str(upload.length)})
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
         if declared > upload.length - offset:
             return _say(request, 413, TOO_MUCH)
         receive = _receive_checked if checksum else _receive
-        new_offset, problem = await receive(request, database, upload, writer, checksum)
+        new_offset, problem = await receive(request, engine, upload, writer, checksum)
         if problem:
             return problem
         headers = {"Upload-Offset": str(new_offset)}
         if new_offset == upload.length:
-            await common.in_thread(uploads.finish, database, master, files_dir, common.who(request), upload, writer)
+            await common.in_thread(engine.finish, common.who(request), upload, writer)
         else:
             headers["Upload-Expires"] = _expires(upload)
         return _response(204, headers)
@@ -191,33 +208,39 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
         log.error("upload %s: %s", upload.id, exc)
-        await common.in_thread(uploads.forget, upload.id)
+        await common.in_thread(engine.forget, upload.id)
         return _say(request, 507, N_("The server could not store the data (disk full?). Try again later."))
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
-        await common.in_thread(uploads.forget, upload.id)
+        await common.in_thread(engine.forget, upload.id)
         return _response(500)
     finally:
-        uploads.release(upload.id)
+        engine.release(upload.id)
 
 
-async def _receive(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
+async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Response | None]:
     """Stream into the writer, checkpointing on the way and at the end, even after a disconnect.
 
     A checkpoint on the way runs beside the writes that follow it (it makes durable what was
-    written when it started), so the body keeps flowing while the disk catches up.
+    written when it started), so the body keeps flowing while the disk catches up. The session
+    is kept alive on the way; one that ended meanwhile (logged out) ends the PATCH with 401, after
+    the checkpoint: its owner resumes it after logging in again.
     """
     pipeline, since_checkpoint, problem = streaming.Pipeline(writer.write), 0, None
     checkpointing: asyncio.Future | None = None
+    keep_alive = streaming.KeepAlive(request)
     try:
         async for block in streaming.blocks(request, upload.length - writer.offset, first=writer.to_boundary):
             await pipeline.write(block)
+            await keep_alive()
             since_checkpoint += len(block)
             if since_checkpoint >= uploads.CHECKPOINT_BYTES:
                 if checkpointing is not None:
                     await checkpointing
-                checkpointing = asyncio.ensure_future(common.in_thread(uploads.checkpoint, database, upload, writer))
+                checkpointing = asyncio.ensure_future(common.in_thread(engine.checkpoint, upload, writer))
                 since_checkpoint = 0
+    except streaming.SessionEnded:
+        problem = _say(request, 401, LOGGED_OUT)
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.Stopping:
@@ -230,11 +253,16 @@ async def _receive(request, database, upload, writer, checksum) -> tuple[int, Re
         finally:
             if checkpointing is not None:
                 await checkpointing
-    offset = await common.in_thread(uploads.checkpoint, database, upload, writer)
+    offset = await common.in_thread(engine.checkpoint, upload, writer)
+    if problem is None:
+        try:
+            await keep_alive()
+        except streaming.SessionEnded:
+            problem = _say(request, 401, LOGGED_OUT)
     return offset, problem
 
 
-async def _receive_checked(request, database, upload, writer, checksum) -> tuple[int, Response | None]:
+async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[int, Response | None]:
     """With Upload-Checksum the chunk is held in an encrypted spool in data/tmp and verified before
     the writer sees a byte of it."""
     name, expected = checksum
@@ -254,17 +282,51 @@ async def _receive_checked(request, database, upload, writer, checksum) -> tuple
         plaintext = held.blocks()
         while (block := await common.in_thread(next, plaintext, None)) is not None:
             await common.in_thread(writer.write, block)
-    return await common.in_thread(uploads.checkpoint, database, upload, writer), None
+    return await common.in_thread(engine.checkpoint, upload, writer), None
 
 
 @delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
 def terminate_upload(request: Request, upload_id: str) -> Response:
     upload = _find(request, upload_id)
-    if upload is None:
-        return _response(404)
-    if not uploads.terminate(common.db(request), request.app.state.config.files_dir, common.who(request), upload):
+    if isinstance(upload, Response):
+        return upload
+    if not _engine(request).terminate(common.who(request), upload):
         return _response(409)  # a PATCH is writing to it
     return _response(204)
 
 
-routes = [Router(path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload])]
+# -- errors as tus clients expect them --------------------------------------------------------------
+
+def _logged_out(request: Request, exc: NotAuthorizedException) -> Response:
+    return _say(request, 401, LOGGED_OUT)
+
+
+def _refused_access(request: Request, exc: PermissionDeniedException) -> Response:
+    if "CSRF" in str(exc.detail):  # Litestar's CSRF middleware gives no class of its own
+        return _say(request, 403, STALE_PAGE)
+    return _say(request, 403, errors.MESSAGES[403][1])
+
+
+def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Response:
+    return _say(request, 403, N_("Choose a new password first (on the page that asks for it), then try again."))
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    _, message = errors.MESSAGES.get(status, errors.MESSAGES[400 if status < 500 else 500])
+    return _say(request, status, message)
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, logs.redact(request.url.path))
+    return _say(request, 500, errors.MESSAGES[500][1])
+
+
+routes = [Router(
+    path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload],
+    # Closest layer wins: these replace the app's HTML error pages and login redirect under /tus.
+    exception_handlers={
+        NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
+        common.PasswordChangeRequired: _password_change, HTTPException: _http_error, Exception: _server_error,
+    },
+)]

@@ -1,0 +1,68 @@
+"""Where an upload goes: its target, which also says who may resume it and what it accepts.
+
+An upload belongs to a target, never to the session that started it. Today's only kind is a
+staff member's My files (``files``, id: the account's id); a request (``request``: a guest holding
+a link session for it) and a partner's space (``space``) come next. Whoever the views can speak
+for the same target (any session of that account; later, any link session of that request) may
+see, resume or end the upload for its 24 hours; for anyone else it does not exist.
+
+A kind says, for its uploads: the account the stored file belongs to, the size limit and the
+checks made before a byte is stored (name, accepted types, size, count), and where the finished
+file goes, inside the transaction that completes it. Adding a kind is adding a class to KINDS:
+the upload engine (:mod:`relais.uploads`) does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from relais import files
+from relais.db import Database
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # a key of KINDS
+    id: str  # the object of that kind: an account's id for "files"
+
+    @classmethod
+    def my_files(cls, user_id: int) -> Target:
+        return cls("files", str(user_id))
+
+
+class Kind(Protocol):
+    def owner_id(self, target: Target) -> int:
+        """The account the stored file belongs to (``files.owner_id``)."""
+
+    def max_size(self, database: Database, target: Target) -> int:
+        """The largest file this target takes, in bytes (tus ``Tus-Max-Size``)."""
+
+    def check_new(self, database: Database, target: Target, raw_name: str, length: int) -> tuple[str, str]:
+        """(name, media type) of a file this target accepts; raises files.FileRefused otherwise."""
+
+    def deliver(self, db, target: Target, file_id: str) -> None:
+        """Put the finished file where it goes; runs inside the transaction that completes it."""
+
+
+class MyFiles:
+    """A staff member's own files: the limits and types of the settings, and the file stays theirs."""
+
+    def owner_id(self, target: Target) -> int:
+        return int(target.id)
+
+    def max_size(self, database: Database, target: Target) -> int:
+        return files.limits(database)[0]
+
+    def check_new(self, database: Database, target: Target, raw_name: str, length: int) -> tuple[str, str]:
+        return files.check_new(database, int(target.id), raw_name, length)
+
+    def deliver(self, db, target: Target, file_id: str) -> None:
+        pass  # a complete file of its owner is in their My files already
+
+
+KINDS: dict[str, Kind] = {"files": MyFiles()}
+
+
+def kind(target: Target) -> Kind:
+    return KINDS[target.kind]
