@@ -158,8 +158,10 @@ def test_expired_session_is_401_not_a_redirect(frozen, app, staff_client):
 def test_tus_refusals_carry_tus_resumable(app, staff_client, monkeypatch):
     headers = tus_headers(staff_client)
     url = create(staff_client, "codes.csv", len(CSV)).headers["location"]
-    assert_tus(staff_client.patch(url, content=CSV, headers={**headers, "x-csrftoken": "forged", "Upload-Offset": "0",
-                                                               "Content-Type": OCTETS}), 403)
+    forged = staff_client.patch(url, content=CSV, headers={**headers, "x-csrftoken": "forged", "Upload-Offset": "0",
+                                                            "Content-Type": OCTETS})
+    assert_tus(forged, 403)
+    assert "Reload the page" in forged.text
     assert_tus(staff_client.head("/tus/" + "0" * 32, headers=headers), 404)
     assert_tus(patch(staff_client, url, 5, CSV), 409)
     assert_tus(patch(staff_client, url, 0, CSV + b"more"), 413)
@@ -310,3 +312,13 @@ def test_another_account_a_guest_and_a_stolen_url_get_nothing(server):
     end = requests.delete(uploader.url, headers={**other, "Tus-Resumable": "1.0.0"}, timeout=10)
     assert end.status_code == 404 and end.headers["tus-resumable"] == "1.0.0"
     assert offset(server, mine, uploader.url) == 1000  # untouched by all of them
+
+
+def test_an_account_without_a_target_is_403_not_a_redirect(app, client, auth, make_user):
+    """A partner has no My files (their space is the next kind of target): refused as tus refuses."""
+    make_user(email="partner@firm.example", role="partner")
+    auth.login(email="partner@firm.example")
+    response = client.post("/tus/", headers=tus_headers(client, **{"Upload-Length": "3", "Upload-Metadata": metadata("a.csv")}))
+    assert_tus(response, 403)
+    assert "do not have access" in response.text
+    assert app.state.db.query("SELECT id FROM uploads") == []
