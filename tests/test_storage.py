@@ -552,3 +552,33 @@ def test_reader_closes_its_file(tmp_path):
     with pytest.raises(IntegrityError):
         read_range(path, KEY, "another-file")
     assert len(os.listdir("/proc/self/fd")) == fds  # a refused file is not left open
+
+
+def test_the_storage_package_has_no_import_cycle():
+    """Each part imports only the parts below it, by their public names (the package's own
+    ``__init__`` is never imported by a part, so no part depends on the package being loaded)."""
+    import ast
+    import pathlib
+
+    import relais.storage as package
+
+    folder = pathlib.Path(package.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("relais.storage"):
+                assert node.module != "relais.storage", f"{path.name} imports the package itself"
+                found.add(node.module.rsplit(".", 1)[1])
+                assert not any(alias.name.startswith("_") for alias in node.names), f"{path.name}: a private name"
+        imports[path.stem] = found
+    order, left = [], dict(imports)
+    while left:  # peel off the parts whose imports are all placed: a cycle would leave some for ever
+        ready = [name for name, needs in left.items() if needs <= set(order)]
+        assert ready, f"import cycle among {sorted(left)}"
+        order += sorted(ready)
+        for name in ready:
+            del left[name]
+    assert order[0] == "format" and set(order) == {"format", "disk", "keys", "reader", "writer"}

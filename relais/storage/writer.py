@@ -1,4 +1,4 @@
-"""The writer half of the encrypted segment format described in :mod:`relais.storage`.
+"""The writer half of the encrypted segment format described in :mod:`relais.storage.format`.
 
 Appends plaintext to a data file across HTTP requests and server restarts (tus uploads): full
 segments are encrypted and appended; the partial tail is checkpointed to a side file so that a
@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relais.storage import (
-    _FIXED, _INDEX, MAGIC, MAX_RECORDS, MAX_SEGMENT_SIZE, NONCE_LEN, OVERHEAD, SEGMENT_SIZE, TAG_LEN, VERSION,
-    IntegrityError, StorageError, UploadFinished, _aad, _check_key, _fsync_dir, _is_final, _open_record, _read_exact,
-    _read_header, _tail_path, _write_all, shred_file,
+from relais.storage.disk import fsync_dir, read_exact, shred_file, write_all
+from relais.storage.format import (
+    FIXED, INDEX, MAGIC, MAX_RECORDS, MAX_SEGMENT_SIZE, NONCE_LEN, OVERHEAD, SEGMENT_SIZE, TAG_LEN, VERSION,
+    IntegrityError, StorageError, UploadFinished, aad, check_key, is_final, open_record, read_header, tail_path,
 )
 
 
@@ -50,16 +50,16 @@ class SegmentWriter:
     def create(cls, path: Path, key: bytes, file_id: str, segment_size: int = SEGMENT_SIZE) -> SegmentWriter:
         """Start a new data file at ``path``, which must not exist; durable on return."""
         path = Path(path)
-        _check_key(key)
+        check_key(key)
         fid = file_id.encode("utf-8")
         if not 0 < len(fid) <= 0xFFFF or not 0 < segment_size <= MAX_SEGMENT_SIZE:
             raise ValueError(f"need a 1 to 65535-byte file_id and a segment size of 1 to {MAX_SEGMENT_SIZE}")
-        header = _FIXED.pack(MAGIC, VERSION, segment_size, len(fid)) + fid
+        header = FIXED.pack(MAGIC, VERSION, segment_size, len(fid)) + fid
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         f = open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), "r+b", buffering=0)
         try:
             _lock(f)
-            _write_all(f.fileno(), header)
+            write_all(f.fileno(), header)
             writer = cls(path, f, key, header, segment_size, 0, b"", hashlib.sha256())
             writer.checkpoint()  # an empty .tail at k=0 is what marks the upload as resumable
             return writer
@@ -77,25 +77,25 @@ class SegmentWriter:
         torn end of writes interrupted by a crash, which the client never saw acknowledged.
         """
         path = Path(path)
-        _check_key(key)
+        check_key(key)
         aead = AESGCM(key)
         f = open(path, "r+b", buffering=0)
         try:
             _lock(f)
-            header, seg = _read_header(f, file_id)
+            header, seg = read_header(f, file_id)
             rec_len, size = seg + OVERHEAD, os.fstat(f.fileno()).st_size
             n_full, rem = divmod(size - len(header), rec_len)
-            finished = rem >= OVERHEAD and _is_final(f, aead, header, n_full, size - rem)
+            finished = rem >= OVERHEAD and is_final(f, aead, header, n_full, size - rem)
             try:
-                saved = _tail_path(path).read_bytes()
+                saved = tail_path(path).read_bytes()
             except FileNotFoundError:
                 if finished:
                     raise UploadFinished("upload already finished") from None
                 raise StorageError("no checkpoint to resume from") from None
-            if not _INDEX.size + OVERHEAD <= len(saved) < _INDEX.size + rec_len:
+            if not INDEX.size + OVERHEAD <= len(saved) < INDEX.size + rec_len:
                 raise IntegrityError("checkpoint file has an impossible length")
-            k = _INDEX.unpack_from(saved)[0]
-            tail = _open_record(aead, header, k, False, memoryview(saved)[_INDEX.size :])
+            k = INDEX.unpack_from(saved)[0]
+            tail = open_record(aead, header, k, False, memoryview(saved)[INDEX.size :])
             if finished:  # a crash came between the two steps of finish()
                 raise UploadFinished("upload already finished")
             if n_full < k:
@@ -103,9 +103,9 @@ class SegmentWriter:
             hasher, buf, valid = hashlib.sha256(), bytearray(rec_len), 0
             f.seek(len(header))
             while valid < n_full:
-                _read_exact(f, buf)
+                read_exact(f, buf)
                 try:
-                    plain = _open_record(aead, header, valid, False, buf)
+                    plain = open_record(aead, header, valid, False, buf)
                 except IntegrityError:
                     if valid < k:
                         raise
@@ -199,17 +199,17 @@ class SegmentWriter:
                     raise
             try:
                 os.fsync(fd)  # full records must be on disk before .tail vouches for them
-                tail_path = _tail_path(self._path)
-                tmp = tail_path.with_name(tail_path.name + ".tmp")
+                saved = tail_path(self._path)
+                tmp = saved.with_name(saved.name + ".tmp")
                 tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
                 try:
-                    _write_all(tmp_fd, _INDEX.pack(index))
-                    _write_all(tmp_fd, record)
+                    write_all(tmp_fd, INDEX.pack(index))
+                    write_all(tmp_fd, record)
                     os.fsync(tmp_fd)
                 finally:
                     os.close(tmp_fd)
-                os.replace(tmp, tail_path)
-                _fsync_dir(self._path.parent)
+                os.replace(tmp, saved)
+                fsync_dir(self._path.parent)
                 return offset
             except BaseException:
                 self.close()
@@ -223,14 +223,14 @@ class SegmentWriter:
         size = self.offset
         try:
             self._wait_sealing()
-            _write_all(self._file.fileno(), self._record(self._index, True, self._tail))
+            write_all(self._file.fileno(), self._record(self._index, True, self._tail))
             os.fsync(self._file.fileno())
         finally:
             self.close()
         # Only now that the final record is durable may .tail go. A crash in between leaves a
         # harmless .tail: readers ignore it and resume() sees the final record and refuses.
-        _tail_path(self._path).unlink(missing_ok=True)
-        _fsync_dir(self._path.parent)
+        tail_path(self._path).unlink(missing_ok=True)
+        fsync_dir(self._path.parent)
         return size, self._hasher.hexdigest()
 
     def abort(self) -> None:
@@ -269,7 +269,7 @@ class SegmentWriter:
         if index >= MAX_RECORDS:
             raise StorageError("file too large for one key")
         nonce = os.urandom(NONCE_LEN)
-        return nonce + self._aead.encrypt(nonce, plaintext, _aad(self._header, index, final))
+        return nonce + self._aead.encrypt(nonce, plaintext, aad(self._header, index, final))
 
     def _seal(self, index: int, final: bool, plaintext) -> memoryview:
         """In a sealing thread: encrypt one record into the thread's buffer, valid until its next call."""
@@ -279,7 +279,7 @@ class SegmentWriter:
         if buf is None or len(buf) < n:  # one per sealing thread, not one per open upload
             buf = _sealer_buffer.buf = memoryview(bytearray(n))
         buf[:NONCE_LEN] = nonce
-        self._aead.encrypt_into(nonce, plaintext, _aad(self._header, index, final), buf[NONCE_LEN:n])
+        self._aead.encrypt_into(nonce, plaintext, aad(self._header, index, final), buf[NONCE_LEN:n])
         return buf[:n]
 
     def _start_writeback(self) -> None:
@@ -300,7 +300,7 @@ class SegmentWriter:
         """In a sealing thread: encrypt full segments as non-final records ``index``... and append them."""
         fd = self._file.fileno()
         for i, segment in enumerate(segments, index):
-            _write_all(fd, self._seal(i, False, segment))
+            write_all(fd, self._seal(i, False, segment))
         self._start_writeback()
 
 
