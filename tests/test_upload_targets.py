@@ -3,6 +3,7 @@ errors are tus answers. In-process, with the clock moved while a transfer runs."
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import io
@@ -18,6 +19,7 @@ from tusclient.exceptions import TusCommunicationError
 
 from relais import audit, auth, settings, storage, targets
 from relais.db import Database
+from relais.spool import Spool
 from relais.migrations import migrations
 from tests.test_files import CSV, OCTETS, create, metadata, patch, tus_headers, upload
 
@@ -58,12 +60,15 @@ def slow(monkeypatch, frozen, cls, method: str, minutes: int, then=None) -> None
 
 # -- a transfer keeps its session alive -----------------------------------------------------------
 
-def test_a_patch_longer_than_the_idle_timeout_keeps_its_session(frozen, app, staff_client, monkeypatch):
+@pytest.mark.parametrize("checked", [False, True], ids=["plain", "with Upload-Checksum"])
+def test_a_patch_longer_than_the_idle_timeout_keeps_its_session(frozen, app, staff_client, monkeypatch, checked):
     """A 20 GB upload is one PATCH of half an hour: here one that takes an hour by the clock, with
     a 30-minute idle timeout. Without being touched on the way, the session would have ended."""
     url = create(staff_client, "long.csv", len(BIG)).headers["location"]
-    slow(monkeypatch, frozen, storage.SegmentWriter, "write", minutes=20)
-    done = patch(staff_client, url, 0, BIG)
+    # A checked chunk goes to the spool while it arrives, and to the writer once verified.
+    slow(monkeypatch, frozen, Spool if checked else storage.SegmentWriter, "write", minutes=20)
+    extra = {"Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(BIG).digest()).decode()} if checked else {}
+    done = patch(staff_client, url, 0, BIG, **extra)
     assert done.status_code == 204, done.text
     seen = auth.clock.parse(app.state.db.scalar("SELECT last_seen_at FROM sessions"))
     assert frozen.moment - seen <= auth.TOUCH_EVERY  # touched on the way and at the end

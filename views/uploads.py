@@ -267,10 +267,14 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
     the writer sees a byte of it."""
     name, expected = checksum
     hasher = CHECKSUMS[name]()
+    keep_alive = streaming.KeepAlive(request)
     with Spool(request.app.state.config.tmp_dir) as held:
         try:
             async for block in streaming.blocks(request, upload.length - writer.offset):
                 await common.in_thread(lambda b: (hasher.update(b), held.write(b)), block)
+                await keep_alive()
+        except streaming.SessionEnded:
+            return writer.offset, _say(request, 401, LOGGED_OUT)  # nothing of the chunk was stored
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.Stopping:
@@ -282,7 +286,12 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
         plaintext = held.blocks()
         while (block := await common.in_thread(next, plaintext, None)) is not None:
             await common.in_thread(writer.write, block)
-    return await common.in_thread(engine.checkpoint, upload, writer), None
+    offset = await common.in_thread(engine.checkpoint, upload, writer)
+    try:
+        await keep_alive()
+    except streaming.SessionEnded:  # stored; after a new login the client asks for the offset
+        return offset, _say(request, 401, LOGGED_OUT)
+    return offset, None
 
 
 @delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
