@@ -117,7 +117,9 @@ async def kept_alive(request: Request, body: AsyncIterator[bytes]) -> AsyncItera
             async for block in body:
                 yield block
     finally:
-        await body.aclose()  # the client went away: the body's own cleanup (closing the file) runs now
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()  # the client went away: the body's own cleanup (closing the file) runs now
 
 
 class Pipeline:
