@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str], create_app) -> int:
     args = _parser().parse_args(argv)
-    config = from_env()
+    try:
+        config = from_env()
+    except ValueError as exc:  # a setting that cannot be right (RELAIS_TIMEZONE=Europe/Bruxelles): say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return serve(config, create_app)
     app = create_app(config)

@@ -49,6 +49,9 @@ class Config:
     # the server from stopping; a cancelled one resumes from its last checkpoint, a cancelled
     # download with a Range request.
     stop_grace_seconds: float = 10.0
+    # The registry's time zone: every time on a page or in an e-mail is shown in it, with its name
+    # (stored times stay UTC). An IANA name; an unknown one stops the start (relais.times).
+    timezone: str = "Europe/Brussels"
     # The outbox sender and retention threads; tests that drive them themselves turn them off.
     background_jobs: bool = True
     extra: dict = field(default_factory=dict)
@@ -93,6 +96,13 @@ def _proxies(value: str) -> tuple[str, ...]:
     return items
 
 
+def _timezone(value: str) -> str:
+    from relais import times
+
+    times.zone(value.strip())  # fail at start, with a clear message, on a typo
+    return value.strip()
+
+
 FIELDS = {
     "data_dir": ("RELAIS_DATA_DIR", Path),
     "host": ("RELAIS_HOST", str),
@@ -111,6 +121,7 @@ FIELDS = {
     "cookie_secure": ("RELAIS_COOKIE_SECURE", _bool),
     "admin_email": ("RELAIS_ADMIN_EMAIL", str),
     "stop_grace_seconds": ("RELAIS_STOP_GRACE_SECONDS", float),
+    "timezone": ("RELAIS_TIMEZONE", _timezone),
 }
 
 

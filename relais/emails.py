@@ -10,12 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from babel.dates import format_date, format_time, get_timezone
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 
-from relais import clock, i18n
+from relais import i18n, times
 
-BRUSSELS = get_timezone("Europe/Brussels")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 
@@ -36,10 +34,9 @@ def environment() -> Environment:
 
     @pass_context
     def when(ctx, iso: str) -> str:
-        """A date and time the recipient reads in their own language (Brussels time)."""
-        moment = clock.parse(iso)
-        day = format_date(moment.astimezone(BRUSSELS), "long", locale=ctx["lang"])
-        return f"{day}, {format_time(moment, 'short', tzinfo=BRUSSELS, locale=ctx['lang'])}"
+        """A date and time in the recipient's language, in the registry's zone, with its name
+        ("24 november 2026, 10:00 CET"): a mail is read anywhere, so the hour says its zone."""
+        return times.show(iso, ctx["lang"], date="long")
 
     env.install_gettext_callables(gettext, ngettext, newstyle=True)
     env.globals["when"] = when

@@ -9,11 +9,16 @@ not yet marked) can be recognised as a duplicate by the receiving side.
 
 With no SMTP server configured, messages are written as ``.eml`` files to ``data/outbox/``
 and a line on the console says so: development and small installations need no mail server.
+That folder is then the recipients' mailbox: its files are the delivered mails, links included
+(someone has to pass them on), and go when their share is revoked or deleted. The rows keep a
+copy once sent, with the link tokens cut out (``redact``): the database and its backups are a
+record of what was sent, not a way in.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from datetime import timedelta
@@ -93,12 +98,33 @@ def eml_path(config: Config, outbox_id: int):
     return config.outbox_dir / f"{outbox_id:08d}.eml"
 
 
+# Mails that carry a link's secret or the sender's message to the link's recipients. Only these
+# go when their object (a share) is revoked or deleted: the owner's receipt and lock warning
+# hold neither (their link is to the owner's own page, behind a login) and are the record the
+# owner keeps of what happened.
+CARRIES_THE_LINK = ("share",)
+
+# A link token in a mail body: /s/<token> (a share), /p/<token> (its password), /login/link/<token>.
+# Tokens are 43 URL-safe characters (passwords.new_token); ids such as /shares/<id> are not secrets.
+SECRET_LINK = re.compile(r"(/(?:s|p|login/link)/)[A-Za-z0-9_-]{20,}")
+REDACTED = "[removed once sent]"
+
+
+def redact(body: str) -> str:
+    """The body without the secrets of the links in it, for the record kept after sending."""
+    return SECRET_LINK.sub(lambda m: m.group(1) + REDACTED, body)
+
+
 def forget(db, object: str) -> list[int]:
-    """Inside a write: drop the unsent mails about ``object`` and blank the bodies of the sent
-    ones (they held the link). Returns the outbox ids, whose .eml files the caller removes."""
-    rows = [r[0] for r in db.execute("SELECT id FROM outbox WHERE object = ?", [object]).fetchall()]
-    db.execute("DELETE FROM outbox WHERE object = ? AND status = 'pending'", [object])
-    db.execute("UPDATE outbox SET body_text = '', body_html = '' WHERE object = ?", [object])
+    """Inside a write: drop the unsent mails about ``object`` that carry its link or its message
+    and blank the bodies of those already sent. Returns their outbox ids, whose .eml files the
+    caller removes. Other mails about the object (the owner's receipt, the lock warning) stay."""
+    kinds = ", ".join("?" for _ in CARRIES_THE_LINK)
+    rows = [r[0] for r in db.execute(f"SELECT id FROM outbox WHERE object = ? AND kind IN ({kinds})",
+                                     [object, *CARRIES_THE_LINK]).fetchall()]
+    for outbox_id in rows:
+        db.execute("DELETE FROM outbox WHERE id = ? AND status = 'pending'", [outbox_id])
+        db.execute("UPDATE outbox SET body_text = '', body_html = '' WHERE id = ?", [outbox_id])
     return rows
 
 
@@ -147,12 +173,22 @@ def send_due(database: Database, transport: Transport, limit: int = BATCH) -> in
         else:
             database.write(_sent, row)
             sent += 1
+    if sent:
+        # The links just cut out of the rows must not live on in the write-ahead log either.
+        database.checkpoint()
     return sent
 
 
 def _sent(db, row: dict) -> None:
-    db.execute("UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ?",
-               [clock.now_iso(), row["id"]])
+    # An unsent mail must keep its link to be sent (and resent after a failure); once the server
+    # has it, the row is the record of what was sent, and a record needs no working link. The
+    # body is kept with its link tokens cut out, so neither this row nor a backup of the database
+    # (`backup` copies it) opens the share. Headers, subject, kind and recipient stay as they were.
+    db.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = '',"
+        " body_text = ?, body_html = ? WHERE id = ?",
+        [clock.now_iso(), redact(row["body_text"]), redact(row["body_html"]), row["id"]],
+    )
     audit.record(db, audit.SYSTEM, "mail.sent", row["object"], kind=row["kind"], outbox_id=row["id"])
 
 

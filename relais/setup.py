@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import mail, once, uploads
+from relais import mail, once, times, uploads
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -32,6 +32,7 @@ def load_secret(path: Path) -> str:
 def prepare(config: Config) -> dict:
     """Everything the app needs, in ``app.state``: config, database, password hasher, secrets."""
     ensure_dirs(config)
+    times.use_zone(config.timezone)  # one zone for the process: pages and e-mails alike
     database = Database(config.db_path)
     database.migrate()
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)

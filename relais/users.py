@@ -136,6 +136,25 @@ def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -
     database.write(update)
 
 
+def set_language(database: Database, who: audit.Who, user_id: int, language: str) -> bool:
+    """Store the language the person uses: their e-mails (receipts, lock warnings) follow it.
+    Writes (and audits) only a change; returns whether there was one."""
+    from relais import i18n
+
+    if language not in i18n.LANGUAGES:
+        return False
+
+    def update(db):
+        row = db.execute("SELECT email, language FROM users WHERE id = ?", [user_id]).fetchone()
+        if row is None or row[1] == language:
+            return False
+        db.execute("UPDATE users SET language = ? WHERE id = ?", [language, user_id])
+        audit.record(db, who, "user.language", row[0], language=language)
+        return True
+
+    return database.write(update)
+
+
 # -- one-time login links ----------------------------------------------------------------------
 
 def issue_login_link(database: Database, who: audit.Who, user_id: int, purpose: str = "login") -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, auth, settings, shares, users
+from relais import audit, audit_labels, auth, settings, shares, users
 from relais.i18n import N_
 from views import common
 
@@ -102,7 +102,9 @@ def set_user_active(request: Request, user_id: int, data: Annotated[common.Confi
 
 @get("/audit", name="admin_audit", sync_to_thread=True)
 def show_audit(request: Request, q: str = "") -> Template:
-    rows = audit.search(common.db(request).conn, q[:200])
+    """The trail in the admin's language: labels for the codes, actors by name, details as lines."""
+    database = common.db(request)
+    rows = audit_labels.entries(database, audit.search(database.conn, q[:200]))
     return common.render(request, "admin/audit.html", rows=rows, q=q[:200])
 
 

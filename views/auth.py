@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Annotated
@@ -59,6 +60,10 @@ def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> T
         auth.logout(common.db(request), common.who(request), old)
     result = auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password)
     if result.outcome is auth.Outcome.OK:
+        # The language the person logged in with (chosen, or their browser's) is the one their
+        # e-mails use from now on.
+        as_user = dataclasses.replace(common.who(request), actor=result.user.email)
+        users.set_language(common.db(request), as_user, result.user.id, common.lang(request))
         response = Redirect(common.safe_next(data.next), status_code=303)
         common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
         return response
@@ -104,6 +109,7 @@ def use_login_link(request: Request, token: str) -> Template | Redirect:
     if (old := request.scope.get("auth")) is not None:
         auth.logout(database, who, old)
     session_token = auth.start_session(database, common.who(request), user, "login.link")
+    users.set_language(database, dataclasses.replace(who, actor=user.email), user.id, common.lang(request))
     response = Redirect("/account/password", status_code=303)
     common.set_session_cookie(response, session_token, request.app.state.config.cookie_secure)
     return response

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from babel.numbers import format_decimal
 from jinja2 import pass_context
 from litestar import Request, Router, Response, get
 from litestar.response import Redirect, Template
 
-from relais import i18n, terms
+from relais import i18n, terms, times, users
 from views import common
 
 
@@ -30,15 +31,23 @@ def show_terms(request: Request) -> Template:
     return common.render(request, "pages/terms.html", terms=current)
 
 
-@get("/language/{code:str}", name="language", sync_to_thread=False)
+@get("/language/{code:str}", name="language", sync_to_thread=True)
 def switch_language(request: Request, code: str, next: str | None = None) -> Redirect:
-    """Remember the chosen language in a cookie and go back where the person was."""
+    """Remember the chosen language in a cookie and go back where the person was; for someone
+    logged in, also on their account, so that the e-mails Relais sends them use it too."""
     response = Redirect(common.safe_next(next), status_code=303)
     if code in i18n.LANGUAGES:
         response.set_cookie(
             common.LANGUAGE_COOKIE, code, path="/", secure=request.app.state.config.cookie_secure,
             httponly=True, samesite="lax", max_age=365 * 24 * 3600,
         )
+        user = common.current_user(request)
+        # A GET that changes the account: only from our own pages. The session cookie (SameSite=Lax)
+        # also rides on a link from another site, so Fetch Metadata, which every current browser
+        # sends and a page cannot forge, is the CSRF check here. An older browser that sends none
+        # gets the cookie only; its login (a POST with a CSRF token) stores the language then.
+        if user is not None and request.headers.get("sec-fetch-site") == "same-origin":
+            users.set_language(common.db(request), common.who(request), user.id, code)
     return response
 
 
@@ -89,7 +98,18 @@ def template_globals() -> dict:
     def size(ctx, n: int) -> str:
         return common.human_size(context_lang(ctx), n)
 
-    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links, "size": size}
+    @pass_context
+    def number(ctx, n: int) -> str:
+        return format_decimal(n, locale=context_lang(ctx))
+
+    @pass_context
+    def when(ctx, iso: str | None, seconds: bool = False) -> str:
+        """A stored (UTC) time in the registry's zone, with its name, as the page's language
+        writes it; the one way every page shows a time (e-mails have the same, relais.emails)."""
+        return times.show(iso, context_lang(ctx), seconds=seconds)
+
+    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links, "size": size,
+            "when": when, "number": number}
 
 
 def context_lang(ctx) -> str:

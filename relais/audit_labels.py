@@ -1,0 +1,207 @@
+"""The audit trail as people read it: a label for every action, actors by name, details as
+"key: value".
+
+The trail itself stores codes (``mail.sent``, ``{"reason": "wrong_password"}``) so that queries
+and exports do not depend on the language; the admin's page shows them through these tables, in
+the admin's language. Every action the code records must have a label here (a test scans the
+code for them); an unknown one (from an older version) shows as its code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from relais import i18n
+from relais.db import Database
+from relais.i18n import N_
+
+ACTIONS = {
+    "login.success": N_("Logged in"),
+    "login.failure": N_("Login failed"),
+    "login.refused": N_("Login refused"),
+    "login.lockout": N_("Logins locked after failures"),
+    "login.link": N_("Logged in with a one-time link"),
+    "logout": N_("Logged out"),
+    "session.expired": N_("Session ended"),
+    "user.create": N_("Account created"),
+    "user.activate": N_("Account activated"),
+    "user.deactivate": N_("Account deactivated"),
+    "user.password_change": N_("Password changed"),
+    "user.language": N_("Language changed"),
+    "user.login_link": N_("One-time login link made"),
+    "user.login_link_used": N_("One-time login link used"),
+    "user.login_link_refused": N_("Unknown or used one-time login link"),
+    "setting.change": N_("Setting changed"),
+    "terms.publish": N_("Terms of use published"),
+    "audit.export": N_("Audit trail exported"),
+    "upload.start": N_("Upload started"),
+    "upload.terminate": N_("Upload cancelled"),
+    "upload.expire": N_("Unfinished upload expired"),
+    "file.upload": N_("File uploaded"),
+    "file.download": N_("File downloaded"),
+    "file.download_zip": N_("Files downloaded as a zip"),
+    "file.delete": N_("File deleted"),
+    "mail.queued": N_("E-mail queued"),
+    "mail.sent": N_("E-mail sent"),
+    "mail.deferred": N_("E-mail delayed, will be retried"),
+    "share.create": N_("Share created"),
+    "share.password_shown": N_("Share password shown to its owner"),
+    "share.password_link_create": N_("One-time password link made"),
+    "share.password_link_opened": N_("Password shown through the one-time link"),
+    "share.password_link_refused": N_("Unknown or used password link"),
+    "share.access": N_("Opened with the password"),
+    "share.access_refused": N_("Wrong password"),
+    "share.locked": N_("Locked after wrong passwords"),
+    "share.download_start": N_("Download started"),
+    "share.download": N_("Downloaded completely"),
+    "share.download_partial": N_("Part of a file downloaded"),
+    "share.extend": N_("Link extended"),
+    "share.revoke": N_("Link revoked"),
+    "share.delete": N_("Share's files deleted"),
+    "share.delete_after_download": N_("Files deleted after the download"),
+    "share.purge": N_("Share's files deleted (expired, revoked or locked)"),
+}
+
+# Detail keys, as recorded by audit.record(..., **detail).
+KEYS = {
+    "beyond_limit": N_("Beyond the usual limit"),
+    "bytes": N_("Bytes"),
+    "count": N_("Number of files"),
+    "delete_after_download": N_("Delete after download"),
+    "download_limit": N_("Download limit per file"),
+    "end": N_("To byte"),
+    "error": N_("Error"),
+    "expires_at": N_("Valid until"),
+    "expires_days": N_("Valid for (days)"),
+    "failures": N_("Wrong passwords"),
+    "file": N_("File"),
+    "files": N_("Files"),
+    "kind": N_("E-mail"),
+    "language": N_("Language"),
+    "languages": N_("Languages"),
+    "length": N_("Size"),
+    "name": N_("Name"),
+    "outbox_id": N_("E-mail number"),
+    "password": N_("Password"),
+    "purpose": N_("Purpose"),
+    "reason": N_("Reason"),
+    "recipients": N_("Recipients"),
+    "role": N_("Role"),
+    "rows": N_("Rows"),
+    "scope": N_("Locked"),
+    "sha256": N_("SHA-256"),
+    "size": N_("Size"),
+    "start": N_("From byte"),
+    "terms_version": N_("Terms version"),
+    "to": N_("To"),
+    "value": N_("Value"),
+}
+
+# Coded values of some keys.
+VALUES = {
+    "reason": {
+        "unknown_account": N_("unknown account"), "wrong_password": N_("wrong password"),
+        "inactive": N_("account deactivated"), "locked": N_("locked after failures"),
+        "password_too_long": N_("password too long"), "idle": N_("idle too long"),
+        "absolute": N_("longest session reached"), "password": N_("wrong password"),
+        "wait": N_("too soon after wrong passwords"),
+    },
+    "scope": {"account": N_("the account"), "client": N_("the address")},
+    "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
+             "share_locked": N_("lock warning to the owner")},
+    "purpose": {"login": N_("first login"), "reset": N_("password reset")},
+    "password": {"typed": N_("typed by the owner"), "generated": N_("made by Relais")},
+    "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
+}
+SIZES = {"size", "length"}
+TIMES = {"expires_at"}
+CODES = {"file", "files", "sha256", "error"}
+
+SYSTEM = N_("Relais (automatic)")
+ANONYMOUS = N_("Not logged in")
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One "key: value" line. ``kind`` says how the page shows ``value``: text as it is, a label
+    to translate, a size, a time, yes/no, or code (ids, hashes)."""
+
+    key: str
+    label: str  # a msgid from KEYS, or the key itself when it has none
+    value: object
+    kind: str = "text"
+    translated_label: bool = True
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    at: str
+    action: str
+    label: str  # a msgid from ACTIONS, or "" for an action this version does not know
+    actor: str  # as stored: an e-mail address, "system" or "anonymous"
+    actor_name: str  # the account's name, or a msgid (SYSTEM, ANONYMOUS), or ""
+    actor_is_label: bool
+    object: str
+    ip: str
+    details: list[Detail] = field(default_factory=list)
+
+
+def details(raw: str) -> list[Detail]:
+    """The recorded JSON detail as lines to show; whatever cannot be read shows as it is."""
+    try:
+        data = json.loads(raw or "{}")
+    except ValueError:
+        return [Detail("", "", raw, "code", False)]
+    if not isinstance(data, dict):
+        return [Detail("", "", raw, "code", False)]
+    lines = []
+    for key, value in data.items():
+        if value in ("", None, []):
+            continue  # "file": "" on an event about no file in particular says nothing
+        label, has_label = (KEYS[key], True) if key in KEYS else (key.replace("_", " "), False)
+        if isinstance(value, bool):
+            kind = "bool"
+        elif key in VALUES and value in VALUES[key]:
+            value, kind = VALUES[key][value], "label"
+        elif key in ("language", "languages"):
+            codes = value if isinstance(value, list) else [value]
+            value, kind = ", ".join(i18n.NAMES.get(str(c), str(c)) for c in codes), "text"
+        elif key in SIZES and isinstance(value, int):
+            kind = "size"
+        elif key in TIMES and isinstance(value, str):
+            kind = "time"
+        elif isinstance(value, list):
+            value, kind = ", ".join(str(v) for v in value), "code" if key in CODES else "text"
+        elif key in CODES:
+            kind = "code"
+        else:
+            kind = "number" if isinstance(value, int) else "text"
+        lines.append(Detail(key, label, value, kind, has_label))
+    return lines
+
+
+def entries(database: Database, rows: list[dict]) -> list[Entry]:
+    """The rows of :func:`relais.audit.search`, ready to show: labels, names, details."""
+    emails = sorted({row["actor"] for row in rows if "@" in row["actor"]})
+    names = {}
+    if emails:
+        marks = ", ".join("?" for _ in emails)
+        names = {r["email"]: r["name"] for r in database.query(
+            f"SELECT email, name FROM users WHERE email IN ({marks})", emails)}
+    shown = []
+    for row in rows:
+        actor = row["actor"]
+        if actor == "system":
+            name, is_label = SYSTEM, True
+        elif actor == "anonymous":
+            name, is_label = ANONYMOUS, True
+        else:
+            name, is_label = names.get(actor, ""), False
+        shown.append(Entry(
+            id=row["id"], at=row["at"], action=row["action"], label=ACTIONS.get(row["action"], ""), actor=actor,
+            actor_name=name, actor_is_label=is_label, object=row["object"], ip=row["ip"],
+            details=details(row["detail"]),
+        ))
+    return shown
