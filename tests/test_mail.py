@@ -200,3 +200,117 @@ def test_the_sender_thread_sends_when_woken(app, smtp):
     finally:
         sender.stop()
     assert len(smtp.messages) == 1
+
+
+# -- what the outbox keeps: only what must be kept, without the link ---------------------------
+
+def _share_with_receipt_and_lock_warning(app, auth, staff):
+    """A share whose recipient mail, receipt and lock warning have all been delivered to
+    data/outbox/ (no SMTP server); returns (share id, link token, {kind: outbox id})."""
+    from litestar.testing import TestClient
+
+    from relais import settings
+    from tests.conftest import BASE_URL
+    from tests.test_shares import CSV, create_share, link_token, share_password, store, unlock
+
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id])
+    token, password = link_token(app), share_password(created.text)
+    with TestClient(app, base_url=BASE_URL) as guest:
+        unlock(guest, f"/s/{token}", password)
+        assert guest.get(f"/s/{token}/files/{stored.id}").content == CSV  # the receipt
+    share_id = app.state.db.scalar("SELECT id FROM shares")
+    # A lock warning about the same share (as after wrong passwords), queued like links._lock does.
+    app.state.db.write(lambda db: mail.queue(db, audit.SYSTEM, to=staff.email, subject="Locked", text="locked",
+                                            html="", kind="share_locked", object=share_id))
+    # And a mail about something else altogether.
+    enqueue(app)
+    assert settings.get(app.state.db.conn, "link_failures_before_lock") > 1
+    assert mail.send_due(app.state.db, mail.Transport(app.state.config)) == 4
+    ids = {r["kind"]: r["id"] for r in app.state.db.query("SELECT id, kind FROM outbox")}
+    return share_id, token, ids
+
+
+@pytest.mark.parametrize("how", ["revoke", "delete"])
+def test_revoking_removes_only_the_mails_with_the_link(app, config, auth, staff, how):
+    from relais import shares
+
+    share_id, token, ids = _share_with_receipt_and_lock_warning(app, auth, staff)
+    assert {p.name for p in config.outbox_dir.glob("*.eml")} == {mail.eml_path(config, i).name for i in ids.values()}
+    share = shares.get(app.state.db.conn, share_id)
+    getattr(shares, how)(app.state.db, config, audit.Who(actor=staff.email), share)
+    left = {p.name for p in config.outbox_dir.glob("*.eml")}
+    # The recipient's mail (the link, the message) is gone; the owner's receipt and lock warning
+    # and the unrelated mail stay, on disk and in the table, bodies and all.
+    assert left == {mail.eml_path(config, ids[k]).name for k in ("receipt", "share_locked", "test")}
+    rows = {r["kind"]: r for r in app.state.db.query("SELECT * FROM outbox")}
+    assert set(rows) == {"share", "receipt", "share_locked", "test"}
+    assert rows["share"]["body_text"] == "" and rows["share"]["subject"]  # the record: to whom, when, what
+    assert "registry.csv" in rows["receipt"]["body_text"] and rows["share_locked"]["body_text"] == "locked"
+
+
+def test_an_unsent_share_mail_goes_with_its_share_and_an_unsent_warning_stays(app, config, auth, staff):
+    from relais import shares
+    from tests.test_shares import CSV, create_share, store
+
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    create_share(auth, [stored.id])
+    share_id = app.state.db.scalar("SELECT id FROM shares")
+    app.state.db.write(lambda db: mail.queue(db, audit.SYSTEM, to=staff.email, subject="Locked", text="locked",
+                                            html="", kind="share_locked", object=share_id))
+    shares.delete(app.state.db, config, audit.SYSTEM, shares.get(app.state.db.conn, share_id))
+    assert [r["kind"] for r in app.state.db.query("SELECT kind FROM outbox WHERE status = 'pending'")] == ["share_locked"]
+    assert mail.send_due(app.state.db, mail.Transport(app.state.config)) == 1  # the warning still goes out
+
+
+def test_a_sent_mail_keeps_no_link_token_in_the_database_nor_in_backups(app, config, auth, staff, smtp, tmp_path):
+    from relais import cli
+    from tests.test_shares import CSV, create_share, link_token, store
+
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    created = create_share(auth, [stored.id], password_link="on")
+    token = link_token(app)
+    # Unsent, the mail must keep its link: it is what will be sent (and resent after a failure).
+    assert token in app.state.db.scalar("SELECT body_text FROM outbox WHERE kind = 'share'")
+    transport = use_smtp(app, smtp.port)
+    assert mail.send_due(app.state.db, transport) == 1
+    [message] = smtp.messages
+    assert f"/s/{token}" in message.get_body(("plain",)).get_content()  # the recipient got the link
+    assert f"/s/{token}" in message.get_body(("html",)).get_content()
+    row = app.state.db.query_one("SELECT * FROM outbox WHERE kind = 'share'")
+    assert row["status"] == "sent" and token not in row["body_text"] + row["body_html"]
+    assert f"{config.base_url}/s/{mail.REDACTED}" in row["body_text"] and "registry.csv" in row["body_text"]
+    assert row["subject"] == message["Subject"] and row["recipient"] == message["To"]
+    raw = b"".join(p.read_bytes() for p in config.data_dir.glob("relais.db*"))
+    assert token.encode() not in raw  # not in the database file nor in its write-ahead log
+    assert cli.backup(app.state, tmp_path / "backup") == 0
+    assert token.encode() not in (tmp_path / "backup" / "relais.db").read_bytes()
+    assert "/p/" in created.text  # the password link is shown to the owner, never mailed
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("https://relais.test/s/" + "A" * 43 + "\n", "https://relais.test/s/[removed once sent]\n"),
+    ('<a href="https://r.example/s/abc_DEF-123abc_DEF-123abc">x</a>', '<a href="https://r.example/s/[removed once sent]">x</a>'),
+    ("https://relais.test/p/" + "b" * 43, "https://relais.test/p/[removed once sent]"),
+    ("https://relais.test/login/link/" + "c" * 43, "https://relais.test/login/link/[removed once sent]"),
+    ("https://relais.test/shares/" + "d" * 32, "https://relais.test/shares/" + "d" * 32),  # the owner's page, no secret
+])
+def test_redact_cuts_link_tokens_only(body, expected):
+    assert mail.redact(body) == expected
+
+
+def test_without_smtp_the_eml_is_the_delivered_mail_with_its_link(app, config, auth, staff):
+    from tests.test_shares import CSV, create_share, link_token, store
+
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    create_share(auth, [stored.id])
+    token = link_token(app)
+    assert mail.send_due(app.state.db, mail.Transport(app.state.config)) == 1
+    [eml] = config.outbox_dir.glob("*.eml")
+    delivered = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert f"/s/{token}" in delivered.get_body(("plain",)).get_content()  # the recipient's mail: it carries the link
+    assert token not in app.state.db.scalar("SELECT body_text FROM outbox")
