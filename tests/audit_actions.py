@@ -40,8 +40,22 @@ def _fstring_prefix(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
+def templated_values(prefix: str) -> set[str]:
+    """The values an f-string action with ``prefix`` takes: {"access", ...} for f"share.{kind}"."""
+    return {a[len(prefix):] for a in _resolved(_trees()) if a.startswith(prefix)}
+
+
+def _resolved(trees) -> set[str]:
+    return _scan(trees)[2]
+
+
 def recorded_actions() -> set[str]:
-    trees = _trees()
+    literal, handed_on, resolved = _scan(_trees())
+    # Only names shaped like an action: "relais.mail" (a logger) is not one, its namespace is not.
+    return {a for a in literal | handed_on | resolved if NAME.fullmatch(a)}
+
+
+def _scan(trees):
     literal: set[str] = set()
     templated: list[tuple[str, str, str]] = []  # (prefix, parameter, function name)
     for _, tree in trees:
@@ -76,8 +90,7 @@ def recorded_actions() -> set[str]:
                             value = keyword.value
                     if isinstance(value, ast.Constant) and isinstance(value.value, str):
                         resolved.add(prefix + value.value)
-    # Only names shaped like an action: "relais.mail" (a logger) is not one, its namespace is not.
-    return {a for a in literal | handed_on | resolved if NAME.fullmatch(a)}
+    return literal, handed_on, resolved
 
 
 def _called_name(call: ast.Call) -> str | None:
