@@ -9,7 +9,7 @@ and always say which zone that hour is in (a partner abroad must not guess).
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale
@@ -87,7 +87,10 @@ def show(iso: str | None, language: str, date: str = "medium", seconds: bool = F
     if not iso:
         return ""
     where = where or registry_zone()
-    moment = clock.parse(iso).astimezone(where)
+    moment = clock.parse(iso)
+    if moment.tzinfo is None:  # stored times are UTC; never let a bare one pass for local time
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(where)
     locale = _locale(language)
     time_pattern = locale.time_formats["medium" if seconds else "short"].pattern
     day = format_date(moment, date, locale=locale)

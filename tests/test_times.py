@@ -38,6 +38,7 @@ def test_seconds_and_other_zones():
     assert times.show(WINTER, "en", where=times.zone("UTC")) == "24 Nov 2026, 09:00 UTC"
     assert times.show(WINTER, "fr", where=times.zone("Asia/Kolkata")) == "24 nov. 2026, 14:30 UTC+05:30"
     assert times.show(None, "en") == "" and times.show("", "nl") == ""
+    assert times.show("2026-11-24T09:00:00", "en", where=BRUSSELS) == "24 Nov 2026, 10:00 CET"  # bare: UTC
 
 
 def test_the_zone_is_a_setting_with_brussels_by_default(tmp_path):
