@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from relais import i18n
+from relais import audit, i18n
 from relais.db import Database
 from relais.i18n import N_
 
@@ -205,3 +205,8 @@ def entries(database: Database, rows: list[dict]) -> list[Entry]:
             details=details(row["detail"]),
         ))
     return shown
+
+
+def recent(database: Database, text: str = "") -> list[Entry]:
+    """The page's rows: the most recent events (those matching ``text``), ready to show."""
+    return entries(database, audit.search(database.conn, text))

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings, throttle
+from relais import audit, clock, i18n, passwords, settings, throttle
 from relais.db import Database
 from relais.refusal import Refused
 
@@ -139,8 +139,6 @@ def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -
 def set_language(database: Database, who: audit.Who, user_id: int, language: str) -> bool:
     """Store the language the person uses: their e-mails (receipts, lock warnings) follow it.
     Writes (and audits) only a change; returns whether there was one."""
-    from relais import i18n
-
     if language not in i18n.LANGUAGES:
         return False
 

@@ -103,8 +103,7 @@ def set_user_active(request: Request, user_id: int, data: Annotated[common.Confi
 @get("/audit", name="admin_audit", sync_to_thread=True)
 def show_audit(request: Request, q: str = "") -> Template:
     """The trail in the admin's language: labels for the codes, actors by name, details as lines."""
-    database = common.db(request)
-    rows = audit_labels.entries(database, audit.search(database.conn, q[:200]))
+    rows = audit_labels.recent(common.db(request), q[:200])
     return common.render(request, "admin/audit.html", rows=rows, q=q[:200])
 
 
