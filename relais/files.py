@@ -6,18 +6,22 @@ this module owns the ``files`` table. A file is created in state ``uploading`` a
 SHA-256, so a crash at any moment leaves an invisible upload or the whole file, never a listed
 partial one. Deleting removes the row, and with it the wrapped key, before the data file
 (crypto-shredding): once that commits, the ciphertext left anywhere (a backup, a disk block) is noise.
+Every deletion of a file row, whatever asks for it, goes through :func:`shred`, so the key is gone
+from the write-ahead log too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from relais import audit, clock, settings, storage
+from relais import audit, clock, disk, settings, storage
 from relais.db import Database
 from relais.refusal import Size
 # The rules live in relais.file_rules; they are used (and imported by callers) through this module.
@@ -27,6 +31,8 @@ from relais.file_rules import (  # noqa: F401
 
 UPLOAD_HOURS = 24
 HEAD_BYTES = 4096  # how much of a file's start the content check reads
+
+log = logging.getLogger("relais")
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,8 @@ class StoredFile:
 
 def limits(database: Database) -> tuple[int, int]:
     """(largest file in bytes, most files per account), from the settings."""
-    conn = database.conn  # this thread's connection
-    return settings.get(conn, "max_file_size_mib") * 1024 * 1024, settings.get(conn, "max_files_per_account")
+    values = settings.all_values(database)
+    return values["max_file_size_mib"] * 1024 * 1024, values["max_files_per_account"]
 
 
 def check_new(database: Database, owner_id: int, raw_name: str, length: int | None) -> tuple[str, str]:
@@ -84,7 +90,11 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
     ``upload`` (id, target_kind, target_id, length) also creates the tus ``uploads`` row, and its
     audit event, in the same transaction.
     The data file is created before the row: a crash in between leaves an unlisted file without a key.
+    An announced length that would cut into the disk's reserve for the database raises
+    disk.DiskFull before anything is created.
     """
+    if upload is not None:
+        disk.ensure_space(files_dir, upload["length"])
     file_id, storage_name, key = secrets.token_hex(16), secrets.token_hex(16), storage.new_file_key()
     path = Path(files_dir) / storage_name
     writer = storage.SegmentWriter.create(path, key, file_id)
@@ -174,17 +184,15 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
 
 def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | None = None, action: str = "") -> None:
     """Remove an unfinished or refused file: its row (and key) first, then its data."""
-    row = database.query_one("SELECT storage_name FROM files WHERE id = ? AND state = 'uploading'", [file_id])
-    if row is None:
-        return
 
-    def delete(db):
-        db.execute("DELETE FROM files WHERE id = ? AND state = 'uploading'", [file_id])
-        if action:
+    def unfinished(db) -> list[dict]:
+        return list(db.query("SELECT id, storage_name FROM files WHERE id = ? AND state = 'uploading'", [file_id]))
+
+    def record(db, rows: list[dict]) -> None:
+        if rows and action:
             audit.record(db, who or audit.SYSTEM, action, file_id)
 
-    database.write(delete)
-    storage.shred_file(data_path(files_dir, row))
+    shred(database, files_dir, unfinished, record)
 
 
 def get(database: Database, owner_id: int, file_id: str) -> StoredFile | None:
@@ -219,24 +227,70 @@ class FileInShare(Exception):
 
 
 def delete(database: Database, files_dir: Path, who: audit.Who, owner_id: int, file_id: str) -> bool:
-    """Crypto-shred a complete file: the row with its wrapped key goes first, then the data file.
+    """Crypto-shred a complete file of this owner; False when there is none.
 
     Raises FileInShare for a file attached to a share (checked in the transaction, so a share
     created meanwhile cannot lose it)."""
-    stored = get(database, owner_id, file_id)
-    if stored is None:
-        return False
+
+    def own(db) -> list[dict]:
+        rows = list(db.query("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'",
+                             [file_id, owner_id]))
+        shared = rows and db.execute("SELECT share_id FROM share_files WHERE file_id = ?", [file_id]).fetchone()
+        if shared:  # (only for the owner's own file: someone else's is as absent as a missing one)
+            raise FileInShare(shared[0])
+        return rows
+
+    def record(db, rows: list[dict]) -> bool:
+        for row in rows:
+            audit.record(db, who, "file.delete", file_id, name=row["name"], size=row["size"], sha256=row["sha256"])
+        return bool(rows)
+
+    return shred(database, files_dir, own, record)
+
+
+# -- shredding: the one way a file row is deleted --------------------------------------------------
+
+def shred(database: Database, files_dir: Path, select: Callable[[Any], list[dict]],
+          then: Callable[[Any, list[dict]], Any] | None = None) -> Any:
+    """Crypto-shred the files ``select(db)`` returns (rows with at least ``id`` and ``storage_name``).
+
+    In one write transaction: ``select`` picks the rows, they are deleted (and their wrapped keys
+    with them, zeroed in place by ``secure_delete``), and ``then(db, rows)`` does the rest of the
+    caller's business action (its audit row, a share's state), so that either all of it happens or
+    nothing. Returns what ``then`` returned, or the rows.
+
+    After the commit the write-ahead log is checkpointed and truncated: the pages that held the keys
+    before the delete would otherwise stay readable in ``relais.db-wal`` until SQLite reuses them.
+    Only then are the data files unlinked.
+    """
 
     def remove(db):
-        shared = db.execute("SELECT share_id FROM share_files WHERE file_id = ?", [file_id]).fetchone()
-        if shared:
-            raise FileInShare(shared[0])
-        db.execute("DELETE FROM files WHERE id = ?", [file_id])
-        audit.record(db, who, "file.delete", file_id, name=stored.name, size=stored.size, sha256=stored.sha256)
+        rows = select(db)
+        for row in rows:
+            db.execute("DELETE FROM files WHERE id = ?", [row["id"]])
+        return rows, (then(db, rows) if then is not None else rows)
 
-    database.write(remove)
-    storage.shred_file(data_path(files_dir, stored))
-    return True
+    try:
+        rows, result = database.write(remove)
+    except Exception as exc:
+        if not disk.is_full(exc):
+            raise
+        # The disk is full (a write that cut into the reserve, or something else filled it): SQLite
+        # cannot even log the delete. Unlinking the data files first frees their space; then the
+        # delete is tried again. The usual order is reversed only here, and only until that retry
+        # commits: a key outliving its data for a moment is better than a disk that stays full,
+        # with every login failing until an operator steps in.
+        log.error("disk full while deleting files: unlinking their data first to free space")
+        for row in database.write(select):  # a transaction that writes nothing commits on a full disk
+            storage.shred_file(data_path(files_dir, row))
+        rows, result = database.write(remove)
+    try:
+        if rows:
+            database.checkpoint()
+    finally:
+        for row in rows:
+            storage.shred_file(data_path(files_dir, row))
+    return result
 
 
 def purge_orphans(database: Database, files_dir: Path, older_than: timedelta = timedelta(hours=UPLOAD_HOURS)) -> int:

@@ -8,7 +8,7 @@ argon2id hash. The recipient's side (unlocking, downloading) is in :mod:`relais.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from relais import audit, clock, emails, files, i18n, mail, passwords, settings
@@ -265,23 +265,22 @@ def delete(database: Database, config, who: audit.Who, share: Share, action: str
     What else could lead to or describe the files goes too: the message, the link sessions, the
     password link, unsent mails, and the bodies (with the link) of the mails already sent.
     """
-    doomed = share_files(database.conn, share.id)
 
-    def update(db):
-        for stored in doomed:
-            db.execute("DELETE FROM files WHERE id = ?", [stored.id])
+    def doomed(db) -> list[dict]:
+        return [asdict(stored) for stored in share_files(db, share.id)]
+
+    def update(db, rows: list[dict]):
         db.execute("UPDATE shares SET deleted_at = coalesce(deleted_at, ?), password_hash = '', message = ''"
                    " WHERE id = ?", [clock.now_iso(), share.id])
         db.execute("DELETE FROM link_sessions WHERE share_id = ?", [share.id])
         db.execute("DELETE FROM password_links WHERE share_id = ?", [share.id])
         forgotten = mail.forget(db, share.id)
-        audit.record(db, who, action, share.id, files=[s.sha256 for s in doomed])
+        audit.record(db, who, action, share.id, files=[row["sha256"] for row in rows])
         return forgotten
 
-    forgotten = database.write(update)
-    database.checkpoint()  # the deleted keys must not live on in the write-ahead log
-    for stored in doomed:
-        files.storage.shred_file(files.data_path(config.files_dir, stored))
+    # files.shred deletes the rows (keys) with the rest in one transaction, checkpoints the
+    # write-ahead log so no key lives on in it, then unlinks the data files.
+    forgotten = files.shred(database, config.files_dir, doomed, update)
     for outbox_id in forgotten:
         mail.eml_path(config, outbox_id).unlink(missing_ok=True)
 
