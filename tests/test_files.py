@@ -424,7 +424,7 @@ def test_form_upload_on_a_full_disk_leaves_nothing(app, staff_client, monkeypatc
 
     monkeypatch.setattr(storage.SegmentWriter, "write", full)
     response = form_upload(staff_client, ("first.csv", CSV, "text/csv"))
-    assert response.status_code == 507 and "disk full" in response.text
+    assert response.status_code == 507 and "its disk is full" in response.text
     nothing_left(app)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from relais import logs
+from relais import disk, logs
 from relais.i18n import N_
 from views import common
 
@@ -25,6 +26,7 @@ MESSAGES = {
     413: (N_("Too large"), N_("What you sent is larger than this page accepts.")),
     429: (N_("Too many attempts"), N_("Please wait a moment and try again.")),
     500: (N_("Something went wrong"), N_("The error has been logged. Nothing you sent was half-saved; please try again.")),
+    507: (N_("Server storage full"), N_("The server could not store the file: its disk is full. Nothing was kept; please try again later.")),
 }
 
 
@@ -60,6 +62,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return error_page(request, exc.status_code)
 
 
+def storage_error(request: Request, exc: Exception) -> Response:
+    """A full disk (ENOSPC, SQLITE_FULL) is the operator's to fix, not a bug: 507 and one log line."""
+    if not disk.is_full(exc):
+        return server_error(request, exc)
+    log.error("disk full on %s %s: %s", request.method, logs.redact(request.url.path), exc)
+    return error_page(request, 507)
+
+
 def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, logs.redact(request.url.path))
     return error_page(request, HTTP_500_INTERNAL_SERVER_ERROR)
@@ -70,5 +80,7 @@ handlers = {
     PermissionDeniedException: forbidden,
     common.PasswordChangeRequired: password_change_required,
     HTTPException: http_error,
+    OSError: storage_error,
+    sqlite3.Error: storage_error,
     Exception: server_error,
 }

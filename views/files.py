@@ -19,10 +19,10 @@ from litestar.middleware.csrf import CSRF_SECRET_LENGTH, generate_csrf_hash
 from litestar.response import Redirect, Template
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from relais import files
+from relais import disk, files
 from relais.i18n import N_
 from relais.refusal import Size
-from views import common, downloads, streaming
+from views import common, downloads, errors, streaming
 
 log = logging.getLogger("relais")
 
@@ -143,7 +143,7 @@ class _FormReceiver:
                 file_id, writer = await common.in_thread(files.begin, self.database, self.master, self.files_dir, self.user.id,
                                              name, media_type)
                 self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
-                                "pipeline": streaming.Pipeline(writer.write)}
+                                "pipeline": streaming.Pipeline(disk.checked(self.files_dir, writer.write))}
 
     async def data(self, chunk) -> None:
         if self.token is not None:
@@ -196,7 +196,12 @@ async def _receive_form(request: Request, boundary: str) -> int:
     """Parse the body as it arrives; returns how many files were stored."""
     receiver = _FormReceiver(request, (await common.in_thread(files.limits, request.app.state.db))[0])
     parser = PushMultipartParser(boundary, max_segment_count=1000)
+    declared = request.headers.get("content-length", "")
     try:
+        # A body that cannot fit beside the database's reserve (relais.disk) is refused before a
+        # byte is read. A browser sends the body's length; without one (chunked) each block is
+        # checked as it is written instead, which also stops this upload when others fill the disk.
+        await common.in_thread(disk.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
         async for chunk in request.stream():
             if not chunk:
                 continue
@@ -212,11 +217,14 @@ async def _receive_form(request: Request, boundary: str) -> int:
         raise _FormProblem(413 if exc.reason == "too_large" else 400, files.REASONS[exc.reason], **exc.variables) from None
     except (MultipartError, InternalServerException):  # malformed, or the client went away
         raise _FormProblem(400, files.REASONS["incomplete"]) from None
-    except OSError:
-        log.exception("form upload failed")
-        raise _FormProblem(507, N_("The server could not store the data (disk full?). Try again later.")) from None
+    except OSError as exc:
+        if not disk.is_full(exc):
+            log.exception("form upload failed")
+            raise _FormProblem(507, N_("The server could not store the data (disk full?). Try again later.")) from None
+        log.error("form upload refused: %s", exc)  # an operator's problem, not a bug: no stack trace
+        raise _FormProblem(507, errors.MESSAGES[507][1]) from None
     finally:
-        await receiver.abort()
+        await receiver.abort()  # the partial file and its row go, freeing what they took
     if not receiver.token_checked:
         raise _FormProblem(403, STALE_FORM)
     return receiver.stored
