@@ -72,7 +72,7 @@ def create_app(config: Config | None = None) -> Litestar:
             cookie_samesite="strict",
             header_name="x-csrftoken",
         ),
-        middleware=[middleware.session_middleware],
+        middleware=[middleware.strict_utf8_middleware, middleware.session_middleware],
         before_send=[middleware.security_headers],
         exception_handlers=errors.handlers,
         # Background work (the mail outbox, retention) runs in the server; tests drive it themselves.

@@ -62,6 +62,15 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return error_page(request, exc.status_code)
 
 
+def bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
+    """Bytes that are not UTF-8 where text is expected (a form field, the query string): the
+    client's mistake or an attack, never ours; one log line, no stack trace. Litestar raises this
+    from its multipart parser, views.middleware.strict_utf8_middleware for urlencoded text."""
+    log.info("invalid UTF-8 in %s %s", request.method, logs.redact(request.url.path))
+    return error_page(request, 400, N_("Bad request"),
+                      N_("The request contained text that is not valid UTF-8. Go back and try again."))
+
+
 def storage_error(request: Request, exc: Exception) -> Response:
     """A full disk (ENOSPC, SQLITE_FULL) is the operator's to fix, not a bug: 507 and one log line."""
     if not disk.is_full(exc):
@@ -80,6 +89,7 @@ handlers = {
     PermissionDeniedException: forbidden,
     common.PasswordChangeRequired: password_change_required,
     HTTPException: http_error,
+    UnicodeDecodeError: bad_encoding,
     OSError: storage_error,
     sqlite3.Error: storage_error,
     Exception: server_error,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from anyio import to_thread
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,3 +75,65 @@ async def security_headers(message: Message, scope: Scope) -> None:
         headers["cache-control"] = "public, max-age=86400"
     else:
         headers["cache-control"] = "no-store"
+
+
+# A urlencoded body larger than this is not read here: Litestar refuses it (413) before parsing.
+_FORM_LIMIT = 2 * 1024 * 1024
+
+
+def strict_utf8_middleware(app: ASGIApp) -> ASGIApp:
+    """Text that arrives percent-encoded (the query string, urlencoded form bodies) must be UTF-8.
+
+    Litestar decodes such text leniently (invalid bytes become U+FFFD, so a name or an e-mail
+    address could be stored with them), while it decodes multipart fields strictly (raising
+    UnicodeDecodeError from deep in its form parser, which was a 500 and a stack trace). Both
+    end the same way: a UnicodeDecodeError, raised here for the lenient ones, that
+    ``views.errors.bad_encoding`` answers with a 400 page.
+    """
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            _check_urlencoded(scope.get("query_string", b""))
+            if _content_type(scope) == b"application/x-www-form-urlencoded":
+                receive = await _checked_body(receive)
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _check_urlencoded(data: bytes) -> None:
+    """Raise UnicodeDecodeError unless every name and value decodes to UTF-8."""
+    if not data:
+        return
+    for pair in data.split(b"&"):
+        for item in pair.split(b"=", 1):
+            unquote_to_bytes(item.replace(b"+", b" ")).decode("utf-8")
+
+
+def _content_type(scope: Scope) -> bytes:
+    for key, value in scope.get("headers", []):
+        if key == b"content-type":
+            return value.split(b";", 1)[0].strip().lower()
+    return b""
+
+
+async def _checked_body(receive: Receive) -> Receive:
+    """Read a (small) urlencoded body, check it, and hand it on unchanged."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if not message.get("more_body") or size > _FORM_LIMIT:
+            break
+    if size <= _FORM_LIMIT:
+        _check_urlencoded(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
+    replay = iter(messages)
+
+    async def receive_again() -> Message:
+        message = next(replay, None)
+        return message if message is not None else await receive()
+
+    return receive_again
