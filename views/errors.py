@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from relais import disk, logs
 from relais.i18n import N_
-from views import common
+from views import common, framework
 
 log = logging.getLogger("relais")
 
@@ -46,7 +46,7 @@ def not_authorized(request: Request, exc: NotAuthorizedException) -> Response:
 
 
 def forbidden(request: Request, exc: PermissionDeniedException) -> Response:
-    if "CSRF" in str(exc.detail):
+    if framework.is_csrf_failure(exc):
         return error_page(
             request, 403, N_("Form expired"),
             N_("This form was open too long or came from another site. Reload the page and try again."),

@@ -10,19 +10,17 @@ HMAC, and it must arrive as the first field, before any byte of a file is accept
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from litestar import Request, Router, get, post
-from litestar.exceptions import InternalServerException, NotFoundException
-from litestar.middleware.csrf import CSRF_SECRET_LENGTH, generate_csrf_hash
+from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from relais import disk, files
 from relais.i18n import N_
 from relais.refusal import Size
-from views import common, downloads, errors, streaming
+from views import common, downloads, errors, framework, streaming
 
 log = logging.getLogger("relais")
 
@@ -82,25 +80,8 @@ def _in_share(request: Request, share_id: str) -> Template:
     )
 
 
-def _token_ok(request: Request, token: str) -> bool:
-    """Litestar's double-submit check: form token and cookie both signed by our secret, same value."""
-    config = request.app.csrf_config  # the same secret and cookie as Litestar's CSRF middleware
-    secret = config.secret
-
-    def decode(value: str | None) -> bytes | None:
-        if not value or len(value) <= CSRF_SECRET_LENGTH:
-            return None
-        raw, signature = value[:CSRF_SECRET_LENGTH], value[CSRF_SECRET_LENGTH:]
-        expected = generate_csrf_hash(raw, secret)
-        # bytes, not str: compare_digest refuses non-ASCII text, and the token comes from the client
-        return raw.encode() if hmac.compare_digest(signature.encode(), expected.encode()) else None
-
-    ours, theirs = decode(request.cookies.get(config.cookie_name)), decode(token)
-    return ours is not None and theirs is not None and hmac.compare_digest(ours, theirs)
-
-
 # No fixed body limit: each file in the body is held to the size setting as it streams in.
-@post("/upload", guards=[common.requires_staff], opt={"exclude_from_csrf": True}, request_max_body_size=None)
+@post("/upload", guards=[common.requires_staff], opt=framework.WITHOUT_CSRF_MIDDLEWARE, request_max_body_size=None)
 async def upload_form(request: Request) -> Template | Redirect:
     """The form upload for browsers without JavaScript; same rules as tus, nothing kept of a refused file."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
@@ -163,7 +144,7 @@ class _FormReceiver:
 
     async def end_part(self) -> None:
         if self.token is not None:
-            self.token_checked = _token_ok(self.request, self.token.decode("ascii", "replace"))
+            self.token_checked = framework.csrf_token_matches(self.request, self.token.decode("ascii", "replace"))
             self.token = None
             if not self.token_checked:
                 raise _FormProblem(403, STALE_FORM)
@@ -215,7 +196,7 @@ async def _receive_form(request: Request, boundary: str) -> int:
         parser.close()  # raises if the body ended before the closing boundary
     except files.FileRefused as exc:
         raise _FormProblem(413 if exc.reason == "too_large" else 400, files.REASONS[exc.reason], **exc.variables) from None
-    except (MultipartError, InternalServerException):  # malformed, or the client went away
+    except (MultipartError, framework.ClientDisconnected):  # malformed, or the client went away
         raise _FormProblem(400, files.REASONS["incomplete"]) from None
     except OSError as exc:
         if not disk.is_full(exc):

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 
 from anyio import to_thread
 from litestar import Request
-from litestar.exceptions import InternalServerException
 
 from relais import auth, clock, storage
+from views import framework
 
 # Hand the cipher and the disk large blocks, never the server's small chunks; one segment each,
 # so that blocks cut on a segment boundary stay on them.
@@ -41,8 +41,8 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
     A writer whose next segment starts ``first`` bytes on gets whole segments: it encrypts them as
     they are instead of copying each into its partial tail (measured: a tenth less server CPU for
     a tus upload). Raises TooMuchData past the limit; after the bytes that did arrive, raises
-    Disconnected when the client goes away (Litestar reports that as an
-    InternalServerException) and Stopping when the server is asked to stop before the last of the
+    Disconnected when the client goes away (Litestar reports that as
+    framework.ClientDisconnected) and Stopping when the server is asked to stop before the last of the
     body (``limit`` bytes) has come. Blocks are immutable
     bytes, joined once from the server's chunks, so the writer may keep them without a copy.
     """
@@ -66,7 +66,7 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
             if stopping.is_set() and received < limit:  # a body complete with this chunk is finished normally
                 ended = Stopping()
                 break
-    except InternalServerException:
+    except framework.ClientDisconnected:
         ended = Disconnected()
     if parts:
         yield b"".join(parts)
