@@ -140,3 +140,8 @@ def test_raw_bytes_in_a_query_string_and_a_body(server):
     assert status == 400 and MESSAGE.encode() in answer
     log = open(server.log.name).read()
     assert "Traceback" not in log
+
+
+def test_the_page_is_in_the_persons_language(client, routes):
+    response = client.get("/files?notice=%FF", headers={"accept-language": "nl"})
+    assert response.status_code == 400 and "geen geldige UTF-8" in response.text

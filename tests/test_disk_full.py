@@ -120,6 +120,13 @@ def test_a_form_upload_that_fills_the_disk_to_the_last_byte(app, client, auth, s
     still_serving(client, auth)
 
 
+def test_the_page_is_in_the_persons_language(app, client, auth, staff):
+    auth.login()
+    body, headers = form_body(client, 40 * MIB)
+    response = client.post("/files/upload", content=body, headers={**headers, "accept-language": "fr"})
+    assert response.status_code == 507 and "son disque est plein" in response.text
+
+
 def test_a_small_form_upload_still_fits(app, client, auth, staff):
     auth.login()
     body, headers = form_body(client, 4 * MIB)
