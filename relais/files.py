@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from relais import audit, clock, disk, settings, storage
+from relais import audit, clock, settings, space, storage
 from relais.db import Database
 from relais.refusal import Size
 # The rules live in relais.file_rules; they are used (and imported by callers) through this module.
@@ -91,10 +91,10 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
     audit event, in the same transaction.
     The data file is created before the row: a crash in between leaves an unlisted file without a key.
     An announced length that would cut into the disk's reserve for the database raises
-    disk.DiskFull before anything is created.
+    space.DiskFull before anything is created.
     """
     if upload is not None:
-        disk.ensure_space(files_dir, upload["length"])
+        space.ensure_space(files_dir, upload["length"])
     file_id, storage_name, key = secrets.token_hex(16), secrets.token_hex(16), storage.new_file_key()
     path = Path(files_dir) / storage_name
     writer = storage.SegmentWriter.create(path, key, file_id)
@@ -273,7 +273,7 @@ def shred(database: Database, files_dir: Path, select: Callable[[Any], list[dict
     try:
         rows, result = database.write(remove)
     except Exception as exc:
-        if not disk.is_full(exc):
+        if not space.is_full(exc):
             raise
         # The disk is full (a write that cut into the reserve, or something else filled it): SQLite
         # cannot even log the delete. Unlinking the data files first frees their space; then the

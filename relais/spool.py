@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relais import disk
+from relais import space
 
 _LENGTH = 4
 
@@ -28,7 +28,7 @@ class Spool:
         self._blocks = 0
 
     def write(self, data) -> None:
-        disk.ensure_space(self.path.parent, len(data))  # data/tmp shares the database's file system
+        space.ensure_space(self.path.parent, len(data))  # data/tmp shares the database's file system
         # A counter nonce is safe: the key is fresh for every spool and each index is used once.
         sealed = self._aead.encrypt(self._blocks.to_bytes(12, "big"), bytes(data), None)
         self._blocks += 1

@@ -17,14 +17,14 @@ import requests
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
 
-from relais import disk, uploads
+from relais import space
 from relais.config import Config
 from tests.conftest import BASE_URL, csrf_token
 from tests.serving import Server
 from tests.test_tus import EMAIL, PASSWORD, login
 
 MIB = 1024 * 1024
-SIZE_MIB = 48  # the tmpfs: the database's reserve (relais.disk.RESERVE) plus room for some uploads
+SIZE_MIB = 48  # the tmpfs: the database's reserve (relais.space.RESERVE) plus room for some uploads
 GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
 
 
@@ -40,13 +40,6 @@ def small_disk(tmp_path):
     # Lazily: worker threads may still hold a read connection to the database on it; the memory
     # goes when they close it.
     subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
-
-
-@pytest.fixture(autouse=True)
-def _close_writers():
-    yield
-    for upload_id in list(uploads._writers):
-        uploads.forget(upload_id)
 
 
 @pytest.fixture
@@ -95,7 +88,7 @@ def test_a_form_upload_larger_than_the_free_space_is_refused_before_a_byte_is_st
                                                                                     monkeypatch):
     auth.login()
     stored = []
-    monkeypatch.setattr(disk, "checked", lambda folder, write: stored.append(1) or write)
+    monkeypatch.setattr(space, "checked", lambda folder, write: stored.append(1) or write)
     body, headers = form_body(client, 40 * MIB)
     assert_refused(app, client.post("/files/upload", content=body, headers=headers))
     assert stored == []  # refused on its Content-Length, before a writer was opened
@@ -106,7 +99,7 @@ def test_a_form_upload_without_a_length_stops_at_the_reserve(app, client, auth, 
     auth.login()
     body, headers = form_body(client, 40 * MIB)
     assert_refused(app, client.post("/files/upload", content=chunked(body), headers=headers))
-    assert disk.free(app.state.config.data_dir) > 40 * MIB  # what the partial took is free again
+    assert space.free(app.state.config.data_dir) > 40 * MIB  # what the partial took is free again
     still_serving(client, auth)
 
 
@@ -114,7 +107,7 @@ def test_a_form_upload_that_fills_the_disk_to_the_last_byte(app, client, auth, s
     """As if something else had eaten the reserve: the write fails with the system's own ENOSPC and
     SQLite, on the same file system, cannot log the deletion of the partial until it is unlinked."""
     auth.login()
-    monkeypatch.setattr(disk, "ensure_space", lambda folder, length: None)
+    monkeypatch.setattr(space, "ensure_space", lambda folder, length: None)
     body, headers = form_body(client, 60 * MIB)
     assert_refused(app, client.post("/files/upload", content=chunked(body), headers=headers))
     still_serving(client, auth)
@@ -179,11 +172,11 @@ def test_a_tus_upload_stopped_by_a_disk_filled_meanwhile(server, small_disk):
                                retries=0)
     uploader.set_url(uploader.create_url())
     ballast = small_disk / "ballast"
-    ballast.write_bytes(b"\0" * (disk.free(small_disk) - disk.RESERVE - 8 * MIB))
+    ballast.write_bytes(b"\0" * (space.free(small_disk) - space.RESERVE - 8 * MIB))
     with pytest.raises(TusCommunicationError) as refused:
         uploader.upload_chunk()
     assert refused.value.status_code == 507
-    assert disk.free(small_disk) >= disk.RESERVE - 2 * MIB
+    assert space.free(small_disk) >= space.RESERVE - 2 * MIB
     assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
     assert login(server)
     ballast.unlink()

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from relais import files, retention, uploads
+from relais import files, retention
 from tests.conftest import audit_rows, csrf_token
 from tests.test_files import CSV, create, form_upload, patch, tus_headers, upload
 from tests.test_shares import PDF, create_share, store
-
-
-@pytest.fixture(autouse=True)
-def _close_writers():
-    yield
-    for upload_id in list(uploads._writers):
-        uploads.forget(upload_id)
 
 
 @pytest.fixture

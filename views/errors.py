@@ -10,7 +10,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from relais import disk, logs
+from relais import logs, space
 from relais.i18n import N_
 from views import common, framework
 
@@ -73,7 +73,7 @@ def bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
 
 def storage_error(request: Request, exc: Exception) -> Response:
     """A full disk (ENOSPC, SQLITE_FULL) is the operator's to fix, not a bug: 507 and one log line."""
-    if not disk.is_full(exc):
+    if not space.is_full(exc):
         return server_error(request, exc)
     log.error("disk full on %s %s: %s", request.method, logs.redact(request.url.path), exc)
     return error_page(request, 507)

@@ -17,7 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from relais import disk, files
+from relais import files, space
 from relais.i18n import N_
 from relais.refusal import Size
 from views import common, downloads, errors, framework, streaming
@@ -124,7 +124,7 @@ class _FormReceiver:
                 file_id, writer = await common.in_thread(files.begin, self.database, self.master, self.files_dir, self.user.id,
                                              name, media_type)
                 self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
-                                "pipeline": streaming.Pipeline(disk.checked(self.files_dir, writer.write))}
+                                "pipeline": streaming.Pipeline(space.checked(self.files_dir, writer.write))}
 
     async def data(self, chunk) -> None:
         if self.token is not None:
@@ -179,10 +179,10 @@ async def _receive_form(request: Request, boundary: str) -> int:
     parser = PushMultipartParser(boundary, max_segment_count=1000)
     declared = request.headers.get("content-length", "")
     try:
-        # A body that cannot fit beside the database's reserve (relais.disk) is refused before a
+        # A body that cannot fit beside the database's reserve (relais.space) is refused before a
         # byte is read. A browser sends the body's length; without one (chunked) each block is
         # checked as it is written instead, which also stops this upload when others fill the disk.
-        await common.in_thread(disk.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
+        await common.in_thread(space.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
         async for chunk in request.stream():
             if not chunk:
                 continue
@@ -199,7 +199,7 @@ async def _receive_form(request: Request, boundary: str) -> int:
     except (MultipartError, framework.ClientDisconnected):  # malformed, or the client went away
         raise _FormProblem(400, files.REASONS["incomplete"]) from None
     except OSError as exc:
-        if not disk.is_full(exc):
+        if not space.is_full(exc):
             log.exception("form upload failed")
             raise _FormProblem(507, N_("The server could not store the data (disk full?). Try again later.")) from None
         log.error("form upload refused: %s", exc)  # an operator's problem, not a bug: no stack trace

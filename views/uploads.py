@@ -30,7 +30,7 @@ from email.utils import format_datetime
 from litestar import Request, Response, Router, delete, head, patch, post, route
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 
-from relais import clock, disk, files, logs, storage, targets, uploads
+from relais import clock, files, logs, space, storage, targets, uploads
 from relais.i18n import N_
 from relais.spool import Spool
 from views import common, errors, streaming
@@ -226,9 +226,9 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
     is kept alive on the way; one that ended meanwhile (logged out) ends the PATCH with 401, after
     the checkpoint: its owner resumes it after logging in again.
     """
-    # Each block leaves the database's reserve free (relais.disk): a disk filled meanwhile stops
+    # Each block leaves the database's reserve free (relais.space): a disk filled meanwhile stops
     # the PATCH with 507, keeping what arrived, and the instance goes on serving.
-    write = disk.checked(request.app.state.config.files_dir, writer.write)
+    write = space.checked(request.app.state.config.files_dir, writer.write)
     pipeline, since_checkpoint, problem = streaming.Pipeline(write), 0, None
     checkpointing: asyncio.Future | None = None
     keep_alive = streaming.KeepAlive(request)
@@ -286,7 +286,7 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
             return writer.offset, _say(request, 413, TOO_MUCH)
         if not hmac.compare_digest(hasher.digest(), expected):
             return writer.offset, _say(request, 460, N_("Checksum mismatch: the chunk was not stored."))
-        plaintext, write = held.blocks(), disk.checked(request.app.state.config.files_dir, writer.write)
+        plaintext, write = held.blocks(), space.checked(request.app.state.config.files_dir, writer.write)
         while (block := await common.in_thread(next, plaintext, None)) is not None:
             await common.in_thread(write, block)
     offset = await common.in_thread(engine.checkpoint, upload, writer)
