@@ -1,4 +1,4 @@
-"""``python app.py COMMAND``: serve, create-admin, purge, verify, backup."""
+"""``python app.py COMMAND``: serve, create-admin, purge, verify, seal-audit, backup."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     commands.add_parser("purge", help="delete what has expired (sessions, links, files)")
     commands.add_parser("verify", help="check the audit chain and that the database and the disk agree")
+    commands.add_parser("seal-audit", help="once, at the upgrade that keyed the audit chain: accept the rows written before")
     backup = commands.add_parser("backup", help="copy the database (a consistent snapshot) and the files")
     backup.add_argument("dest", type=Path)
     return parser
@@ -50,6 +51,8 @@ def main(argv: list[str], create_app) -> int:
             return 0
         if args.command == "verify":
             return verify(state)
+        if args.command == "seal-audit":
+            return seal_audit(state)
         if args.command == "backup":
             return backup(state, args.dest)
     finally:
@@ -84,13 +87,15 @@ def serve(config, create_app) -> int:
     if not key_existed:
         print(f"\n  Created the master key {key_file}: it unlocks every stored file. In production keep it\n"
               f"  outside the data folder (RELAIS_MASTER_KEY_FILE) and back it up apart from the data.", flush=True)
-    if users.count_admins(app.state.db) == 0:
-        admin = users.create(app.state.db, app.state.hasher, audit.SYSTEM, email=config.admin_email,
-                             name="Administrator", role="admin")
-        token = users.issue_login_link(app.state.db, audit.SYSTEM, admin.id)
+    # Until an admin has a password, each start prints a fresh link (the previous one ends), so a
+    # lost or expired one is never a dead end; afterwards none, and the printed ones stop working.
+    setup = users.setup_link(app.state.db, app.state.hasher, config.admin_email)
+    if setup is not None:
+        admin, token = setup
         print(
-            f"\n  No admin yet: created {admin.email}.\n"
-            f"  Log in once with this link (it works once) and choose a password:\n\n"
+            f"\n  No admin can log in yet: {admin.email} is the first.\n"
+            f"  Log in once with this link (it works once, and only until an admin has a password)\n"
+            f"  and choose a password:\n\n"
             f"    {config.base_url}/login/link/{token}\n",
             flush=True,
         )
@@ -115,7 +120,8 @@ def create_admin(state, args) -> int:
         print(f"error: {exc.reason.replace('_', ' ')}", file=sys.stderr)
         return 1
     except passwords.PasswordRejected as exc:
-        print(f"error: password {exc.reason.replace('_', ' ')} (at least 12 characters, not a common one)", file=sys.stderr)
+        print(f"error: password {exc.reason.replace('_', ' ')} (at least {passwords.MIN_LENGTH} characters,"
+              " not a common one)", file=sys.stderr)
         return 1
     if password is None:
         token = users.issue_login_link(state.db, audit.SYSTEM, admin.id)
@@ -127,7 +133,7 @@ def create_admin(state, args) -> int:
 
 def verify(state) -> int:
     """The audit chain, then the database against the disk; exit 1 on any problem."""
-    checked, problem = audit.verify(state.db.conn)
+    checked, problem = audit.verify(state.db, state.audit_key)
     if problem:
         print(f"audit chain BROKEN after {checked} good rows: {problem}")
     else:
@@ -140,6 +146,20 @@ def verify(state) -> int:
     if not problems:
         print("files ok: every stored file is on disk with its size, and no data file is unaccounted for")
     return 1 if problem or problems else 0
+
+
+def seal_audit(state) -> int:
+    """Key the rows written before the audit chain had a key, as they are now (see relais/audit.py)."""
+    try:
+        first, last = audit.seal(state.db, state.audit_key)
+    except audit.NothingToSeal:
+        print("nothing to seal: every row of the audit chain is already keyed or sealed")
+        return 0
+    except audit.ChainBroken as exc:
+        print(f"not sealed, the audit chain is BROKEN: {exc}")
+        return 1
+    print(f"sealed audit rows {first} to {last}, written before the chain had a key")
+    return 0
 
 
 def backup(state, dest: Path) -> int:

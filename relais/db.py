@@ -40,8 +40,11 @@ def connect(path: Path | str) -> sqlite_utils.Database:
 class Database:
     """Thread-local read connections plus a single writer thread."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, prepare_connection: Callable[[sqlite3.Connection], None] | None = None):
         self.path = Path(path)
+        # Run on each connection this object opens (as Datasette's prepare_connection hook): the
+        # audit trail's keyed hash is registered this way, so the key stays out of the database.
+        self._prepare_connection = prepare_connection
         self._local = threading.local()
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -53,7 +56,10 @@ class Database:
         """This thread's connection, for reads (and for writes inside the writer thread)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect(self.path)
+            db = connect(self.path)
+            if self._prepare_connection is not None:
+                self._prepare_connection(db.conn)
+            self._local.db = db
         return db
 
     def query(self, sql: str, params: Any = ()) -> list[dict]:

@@ -44,7 +44,7 @@ _FORBIDDEN = set('/\\<>:"|?*')
 # reason -> message shown to the person (translated where it is shown)
 REASONS = {
     "empty_name": N_("The file has no name."),
-    "name_too_long": N_("File names are at most 255 characters."),
+    "name_too_long": N_("File names are at most 255 bytes long in UTF-8: a letter with an accent counts as 2, many other characters as 3 or 4."),
     "bad_characters": N_("File names cannot contain / \\ < > : \" | ? * or invisible control characters."),
     "reserved_name": N_("This file name is reserved by Windows (CON, PRN, AUX, NUL, COM1, LPT1...). Rename the file."),
     "extension": N_("This type of file is not accepted. Accepted: %(extensions)s."),
@@ -65,14 +65,21 @@ def clean_name(raw: str) -> str:
     name = unicodedata.normalize("NFC", raw or "").strip()
     if not name or set(name) <= {"."}:
         raise FileRefused("empty_name")
-    if len(name) > 255:
-        raise FileRefused("name_too_long")
+    # A downloaded file lands on a disk, and the name is shown by shell tools: a leading "-" is
+    # read as an option ("rm -rf.csv"), a leading "." hides the file (".bashrc.csv" is not listed
+    # by ls or a file manager). A "_" in front keeps the name readable and makes it harmless.
+    if name.startswith(("-", ".")):
+        name = "_" + name
     # Cc: control characters; Cf: format characters, among them the bidi overrides that make
     # "evil\u202Etxt.exe" display as "evilexe.txt"; Zl/Zp: line breaks; Cs/Co: not real text.
     if any(c in _FORBIDDEN or unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp", "Cs", "Co"} for c in name):
         raise FileRefused("bad_characters")
     if name.endswith((".", " ")):  # Windows drops these silently, so "a.csv." would open as "a.csv"
         raise FileRefused("bad_characters")
+    # ext4 and most Unix file systems limit a name to 255 bytes, not characters, so "é" counts twice:
+    # a longer name could not be saved under its own name where it is downloaded.
+    if len(name.encode("utf-8")) > 255:
+        raise FileRefused("name_too_long")
     if name.split(".")[0].rstrip(" ").lower() in _RESERVED:
         raise FileRefused("reserved_name")
     return name

@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import mail, once, times, uploads
+from relais import audit, mail, once, times, uploads
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -33,15 +33,17 @@ def prepare(config: Config) -> dict:
     """Everything the app needs, in ``app.state``: config, database, password hasher, secrets."""
     ensure_dirs(config)
     times.use_zone(config.timezone)  # one zone for the process: pages and e-mails alike
-    database = Database(config.db_path)
+    # Wraps every file's key and keys the audit chain; created on first start (keep it outside
+    # data/ in production).
+    master_key = load_master_key(config.resolved_master_key_file, create=True)
+    audit_key = audit.derive_key(master_key)
+    database = Database(config.db_path, prepare_connection=audit.connection_setup(audit_key))
     database.migrate()
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
     mail_sender = mail.Sender(database, mail.Transport(config))
-    # Wraps every file's key; created on first start (keep it outside data/ in production).
-    master_key = load_master_key(config.resolved_master_key_file, create=True)
     return {
         "config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
-        "master_key": master_key,
+        "master_key": master_key, "audit_key": audit_key,
         "mail_sender": mail_sender,
         # A new share's password, between the POST that made it and the one page that shows it.
         "shown_once": once.ShownOnce(),

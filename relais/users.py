@@ -15,6 +15,16 @@ ROLES = ("admin", "staff", "partner")
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
 
 
+# The link `serve` prints on the console for the first admin. Console output ends up in logs and
+# scrollback that others read, so it works only while no admin can log in with a password: once one
+# can, the instance has an owner, who makes further accounts and links from the Accounts page.
+SETUP = "setup"
+_SETUP_STILL_OPEN = (
+    " AND (login_tokens.purpose != 'setup' OR NOT EXISTS (SELECT 1 FROM users AS admins"
+    " WHERE admins.role = 'admin' AND admins.active = 1 AND admins.password_hash IS NOT NULL))"
+)
+
+
 class UserError(Refused):
     """An account rule was broken; ``reason`` names it for the message shown to the person."""
 
@@ -67,6 +77,18 @@ def list_users(database: Database) -> list[User]:
 
 def count_admins(database: Database) -> int:
     return database.scalar("SELECT count(*) FROM users WHERE role = 'admin' AND active = 1")
+
+
+def setup_link(database: Database, hasher: passwords.Hasher, email: str) -> tuple[User, str] | None:
+    """While no admin can log in with a password: the first admin (created as ``email`` when there
+    is no admin at all) and a new one-time setup link for it, which ends the previous one. None
+    once an admin has a password."""
+    if database.scalar("SELECT 1 FROM users WHERE role = 'admin' AND active = 1 AND password_hash IS NOT NULL"):
+        return None
+    row = database.query_one("SELECT * FROM users WHERE role = 'admin' AND active = 1 ORDER BY id LIMIT 1")
+    admin = User.from_row(row) if row else create(database, hasher, audit.SYSTEM, email=email, name="Administrator",
+                                                  role="admin")
+    return admin, issue_login_link(database, audit.SYSTEM, admin.id, purpose=SETUP)
 
 
 def create(
@@ -178,7 +200,7 @@ def peek_login_link(database: Database, token: str) -> User | None:
     """The account a still-valid link belongs to, without using it (GET must not consume)."""
     row = database.query_one(
         "SELECT users.* FROM login_tokens JOIN users ON users.id = login_tokens.user_id"
-        " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1",
+        " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1" + _SETUP_STILL_OPEN,
         [passwords.token_hash(token), clock.now_iso()],
     )
     return User.from_row(row) if row else None
@@ -193,7 +215,7 @@ def use_login_link(database: Database, who: audit.Who, token: str) -> User | Non
         now = clock.now_iso()
         row = db.execute(
             "SELECT login_tokens.user_id, users.email FROM login_tokens JOIN users ON users.id = login_tokens.user_id"
-            " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1",
+            " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? AND users.active = 1" + _SETUP_STILL_OPEN,
             [passwords.token_hash(token), now],
         ).fetchone()
         if row is None:

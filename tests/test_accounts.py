@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 
-from relais import users
+from relais import audit, passwords, users
 from tests.conftest import PASSWORD, audit_rows
 
 NEW_PASSWORD = "quiet harbour lantern 42"
@@ -63,9 +64,11 @@ def test_a_new_link_cancels_the_previous_one(app, client, auth, staff):
 @pytest.mark.parametrize(
     "new, confirm, message",
     [
-        ("short", "short", "at least 12 characters"),
-        ("password1234", "password1234", "too common"),
-        ("qwertyuiopasdf", "qwertyuiopasdf", "too common"),
+        ("short", "short", "at least 15 characters"),
+        # 14 characters, strong otherwise: an account logs in with its password alone (NIST: 15).
+        ("violet-tug-map", "violet-tug-map", "at least 15 characters"),
+        ("password12345678", "password12345678", "too common"),
+        ("qwertyuiopasdfgh", "qwertyuiopasdfgh", "too common"),
         (NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
         ("y" * 1025, "y" * 1025, "at most 1,024"),
     ],
@@ -185,3 +188,71 @@ def test_a_used_reset_link_voids_the_old_password_and_every_session(app, client,
         assert auth.post(f"/login/link/{token}").status_code == 303
         assert attacker.get("/", follow_redirects=False).headers["location"] == "/login"
         assert AuthActions(attacker).login().status_code == 401  # the old password is gone
+
+
+# -- the first admin's console link ----------------------------------------------------------------
+
+def test_the_setup_link_ends_once_an_admin_has_a_password(app, client, auth, make_user):
+    admin, token = users.setup_link(app.state.db, app.state.hasher, "admin@localhost")
+    assert admin.email == "admin@localhost" and admin.role == "admin"
+    assert client.get(f"/login/link/{token}").status_code == 200
+    make_user(email="other.admin@registry.example", role="admin")  # an admin with a password
+    assert users.setup_link(app.state.db, app.state.hasher, "admin@localhost") is None
+    page = client.get(f"/login/link/{token}")
+    assert page.status_code == 404 and "no longer valid" in page.text
+    assert auth.post(f"/login/link/{token}").status_code == 404
+    assert users.by_email(app.state.db, "admin@localhost")["must_change_password"] == 0  # not consumed either
+
+
+def test_until_an_admin_has_a_password_each_start_gives_a_new_setup_link(app, client, auth):
+    first_admin, first = users.setup_link(app.state.db, app.state.hasher, "admin@localhost")
+    again, second = users.setup_link(app.state.db, app.state.hasher, "admin@localhost")
+    assert again.id == first_admin.id and app.state.db.scalar("SELECT count(*) FROM users") == 1
+    assert client.get(f"/login/link/{first}").status_code == 404  # the new one ends the old one
+    assert auth.post(f"/login/link/{second}").status_code == 303
+    chosen = auth.post("/account/password", {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert chosen.status_code == 303
+    assert users.setup_link(app.state.db, app.state.hasher, "admin@localhost") is None
+
+
+def test_other_links_outlive_the_setup(app, client, auth, admin, staff):
+    """Only the console's setup link ends with the first password: an admin's link for staff stays."""
+    token = users.issue_login_link(app.state.db, audit.SYSTEM, staff.id)
+    assert auth.post(f"/login/link/{token}").status_code == 303
+
+
+# -- normalised passwords --------------------------------------------------------------------------
+
+ACCENTED = "crème brûlée à l'été 2026"  # NFC, as most browsers send it
+
+
+def test_a_password_chosen_in_one_unicode_form_works_in_the_other(app, client, auth, staff):
+    auth.login()
+    nfd = unicodedata.normalize("NFD", ACCENTED)
+    assert nfd != ACCENTED
+    changed = auth.post("/account/password", {"current_password": PASSWORD, "new_password": nfd, "confirm_password": nfd})
+    assert changed.status_code == 303
+    auth.logout()
+    assert auth.login(password=ACCENTED).status_code == 303
+    auth.logout()
+    assert auth.login(password=nfd).status_code == 303
+    # The check as the password form runs it (current password), in the other form.
+    assert users.check_password(app.state.db, app.state.hasher, users.get(app.state.db, staff.id), ACCENTED)
+
+
+def test_compatibility_forms_fold_too(app, make_user, auth):
+    """NFKC: full-width letters (an East Asian input method) are the letters they look like."""
+    make_user(email="nfkc@registry.example", password="lighthouse cobalt meadow")
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in "lighthouse cobalt meadow")
+    assert fullwidth != "lighthouse cobalt meadow"
+    assert auth.login(email="nfkc@registry.example", password=fullwidth).status_code == 303
+
+
+def test_the_length_rule_counts_the_normalised_password():
+    assert passwords.normalize("\ufb01") == "fi"
+    # 23 code points in NFD, 14 once composed: too short.
+    short = unicodedata.normalize("NFD", "ééé ççç ààà xy")
+    assert len(short) >= 15
+    with pytest.raises(passwords.PasswordRejected) as refused:
+        passwords.check_policy(short)
+    assert refused.value.reason == "too_short"

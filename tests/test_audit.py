@@ -1,7 +1,12 @@
-"""The audit trail: append-only, hash-chained, and `verify` finds any tampering."""
+"""The audit trail: append-only, chained with a key the database does not hold, and `verify` finds
+any tampering; what it stores is safe to show in a page, a CSV file or a terminal."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -9,13 +14,26 @@ import sys
 import pytest
 
 from relais import audit
-from tests.conftest import audit_rows
+from relais.db import connect
+from tests.conftest import PASSWORD, audit_rows, csrf_token
+
+FIELDS = ("at", "actor", "action", "object", "ip", "user_agent", "detail")
+
+
+def _verify(app):
+    return audit.verify(app.state.db, app.state.audit_key)
+
+
+def _cli(config, *args):
+    env = {"RELAIS_DATA_DIR": str(config.data_dir), "RELAIS_MASTER_KEY_FILE": str(config.resolved_master_key_file),
+           "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "app.py", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_chain_verifies(app, auth, staff):
     auth.login()
     auth.logout()
-    checked, problem = audit.verify(app.state.db.conn)
+    checked, problem = _verify(app)
     assert problem is None and checked == len(audit_rows(app)) >= 3
 
 
@@ -40,11 +58,33 @@ def _tamper(config, *statements):
     conn.close()
 
 
+def _forge(config, row_id: int, **changes):
+    """Rewrite a row, then recompute the plain SHA-256 chain from it to the end, as the old verify
+    checked it: with the database file alone, sqlite3 and hashlib, nothing from Relais."""
+    conn = sqlite3.connect(config.db_path)
+    conn.row_factory = sqlite3.Row
+    conn.executescript("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
+    rows = [dict(r) for r in conn.execute("SELECT * FROM audit_log ORDER BY id")]
+    prev_hash = "0" * 64
+    for row in rows:
+        if row["id"] == row_id:
+            row.update(changes)
+        if row["id"] >= row_id:
+            canonical = json.dumps([row[name] for name in FIELDS], ensure_ascii=False, separators=(",", ":"))
+            row["prev_hash"], row["hash"] = prev_hash, hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+            conn.execute("UPDATE audit_log SET actor = ?, action = ?, object = ?, ip = ?, detail = ?, prev_hash = ?,"
+                         " hash = ? WHERE id = ?", [row["actor"], row["action"], row["object"], row["ip"], row["detail"],
+                                                    row["prev_hash"], row["hash"], row["id"]])
+        prev_hash = row["hash"]
+    conn.commit()
+    conn.close()
+
+
 def test_an_altered_row_is_detected(app, config, auth, staff):
     auth.login()
     auth.logout()
     _tamper(config, "UPDATE audit_log SET ip = '192.0.2.1' WHERE id = 2")
-    checked, problem = audit.verify(app.state.db.conn)
+    checked, problem = _verify(app)
     assert checked == 1 and problem.startswith("row 2:") and "altered" in problem
 
 
@@ -52,26 +92,146 @@ def test_a_removed_row_is_detected(app, config, auth, staff):
     auth.login()
     auth.logout()
     _tamper(config, "DELETE FROM audit_log WHERE id = 2")
-    checked, problem = audit.verify(app.state.db.conn)
+    checked, problem = _verify(app)
     assert problem.startswith("row 3:") and "removed or inserted" in problem
 
 
-def test_a_forged_row_with_a_recomputed_hash_breaks_the_next_link(app, config, auth, staff):
+def test_a_chain_recomputed_without_the_key_is_detected(app, config, auth, staff):
     auth.login()
     auth.logout()
-    row = dict(audit_rows(app)[1])
-    row["actor"] = "innocent@registry.example"
-    forged = audit.row_hash(row["prev_hash"], row)
-    _tamper(config, f"UPDATE audit_log SET actor = 'innocent@registry.example', hash = '{forged}' WHERE id = 2")
-    checked, problem = audit.verify(app.state.db.conn)
-    assert problem.startswith("row 3:")
+    _forge(config, 2, actor="innocent@registry.example")
+    checked, problem = _verify(app)
+    assert checked == 1 and problem.startswith("row 2:") and "audit key" in problem
 
 
-def test_verify_command_reports_the_break(app, config, auth, staff, tmp_path):
+def test_verify_command_names_the_forged_row(app, config, auth, staff):
     auth.login()
-    env = {"RELAIS_DATA_DIR": str(config.data_dir), "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([sys.executable, "app.py", "verify"], env=env, capture_output=True, text=True)
+    auth.logout()
+    ok = _cli(config, "verify")
     assert ok.returncode == 0 and "audit chain ok" in ok.stdout
-    _tamper(config, "UPDATE audit_log SET action = 'nothing' WHERE id = 1")
-    broken = subprocess.run([sys.executable, "app.py", "verify"], env=env, capture_output=True, text=True)
-    assert broken.returncode == 1 and "BROKEN" in broken.stdout and "row 1" in broken.stdout
+    _forge(config, 2, action="nothing.happened", ip="192.0.2.1")
+    broken = _cli(config, "verify")
+    assert broken.returncode == 1 and "BROKEN" in broken.stdout and "row 2:" in broken.stdout
+
+
+def test_rewriting_the_whole_chain_from_its_first_row_is_detected(app, config, auth, staff):
+    auth.login()
+    _forge(config, 1, actor="nobody")
+    checked, problem = _verify(app)
+    assert problem.startswith("rows 1 to ") and "without the audit key" in problem
+    assert _cli(config, "verify").returncode == 1
+
+
+def test_the_chain_does_not_verify_with_another_master_key(app, config, staff, tmp_path):
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    other.chmod(0o600)
+    env = {"RELAIS_DATA_DIR": str(config.data_dir), "RELAIS_MASTER_KEY_FILE": str(other), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "app.py", "verify"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "row 1:" in result.stdout
+
+
+def test_the_key_is_not_in_the_database_and_a_connection_without_it_cannot_append(app, config, staff):
+    assert app.state.audit_key not in config.db_path.read_bytes()
+    assert app.state.audit_key != app.state.master_key and len(app.state.audit_key) == 32
+    keyless = connect(config.db_path)
+    with pytest.raises(sqlite3.OperationalError, match=audit.MAC_FUNCTION):
+        audit.record(keyless, audit.SYSTEM, "test.forged")
+    keyless.conn.close()
+
+
+# -- rows from before the chain had a key ----------------------------------------------------------
+
+def _plain_chain(config, count: int):
+    """Rows as the previous version wrote them: hashed with plain SHA-256."""
+    conn = sqlite3.connect(config.db_path)
+    prev_hash = "0" * 64
+    for i in range(count):
+        row = {"at": f"2026-01-0{i + 1}T09:00:00.000000+00:00", "actor": "system", "action": "user.create",
+               "object": f"old{i}@registry.example", "ip": "", "user_agent": "", "detail": '{"role": "staff"}'}
+        hashed = audit.plain_hash(prev_hash, row)
+        conn.execute("INSERT INTO audit_log (at, actor, action, object, ip, user_agent, detail, prev_hash, hash)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [*row.values(), prev_hash, hashed])
+        prev_hash = hashed
+    conn.commit()
+    conn.close()
+
+
+def test_old_rows_verify_only_once_sealed_and_stay_protected(app, config, auth, make_user):
+    _plain_chain(config, 3)
+    make_user()  # appended with the key, after the old rows
+    auth.login()
+    checked, problem = _verify(app)
+    assert problem.startswith("rows 1 to 3 ") and "seal-audit" in problem
+    assert _cli(config, "verify").returncode == 1
+
+    sealed = _cli(config, "seal-audit")
+    assert sealed.returncode == 0 and "sealed audit rows 1 to 3" in sealed.stdout
+    assert _verify(app) == (len(audit_rows(app)), None)
+    seal = audit_rows(app, audit.SEAL)[0]
+    assert json.loads(seal["detail"])["through"] == 3 and seal["object"] == "1-3"
+    again = _cli(config, "seal-audit")
+    assert again.returncode == 0 and "nothing to seal" in again.stdout
+
+    # Once sealed, an old row is as safe as a new one: rewriting it breaks the seal's link.
+    _forge(config, 2, object="someone.else@registry.example")
+    assert _verify(app)[1] is not None
+    assert _cli(config, "verify").returncode == 1
+
+
+def test_seal_refuses_a_chain_broken_otherwise(app, config, auth, make_user):
+    _plain_chain(config, 2)
+    make_user()
+    auth.login()
+    _tamper(config, "UPDATE audit_log SET ip = '192.0.2.1' WHERE id = 3")
+    result = _cli(config, "seal-audit")
+    assert result.returncode == 1 and "BROKEN" in result.stdout and "row 3:" in result.stdout
+    assert audit_rows(app, audit.SEAL) == []
+
+
+def test_a_new_chain_has_nothing_to_seal(app, config, auth, staff):
+    auth.login()
+    result = _cli(config, "seal-audit")
+    assert result.returncode == 0 and "nothing to seal" in result.stdout
+
+
+# -- what is stored is safe to show ----------------------------------------------------------------
+
+UNSAFE = "line\nfeed\r\x1b[31mred\x1b[0m\u2028sep\u2029\u202eevil\x85nel\x00\\x0a"
+
+
+def test_safe_text_escapes_controls_separators_and_bidi():
+    safe = audit.safe_text(UNSAFE)
+    assert safe == ("line\\x0afeed\\x0d\\x1b[31mred\\x1b[0m\\u2028sep\\u2029\\u202eevil\\x85nel\\x00\\\\x0a")
+    assert safe.isprintable()
+    assert audit.safe_text("Résultats été 2026 — 東京.csv") == "Résultats été 2026 — 東京.csv"
+
+
+def test_every_stored_text_is_escaped(app):
+    who = audit.Who(actor="a\nb", ip="192.0.2.1\x1b", user_agent="agent\u2028x")
+    app.state.db.write(lambda db: audit.record(db, who, "test.event", "obj\r\nfake,row", name="n\x1b]0;title\x07",
+                                               names=["x\u202ey"], nested={"k\n": "v\u2029"}))
+    row = audit_rows(app, "test.event")[0]
+    for name in FIELDS:
+        assert row[name].isprintable(), (name, row[name])
+    assert (row["actor"], row["ip"], row["user_agent"]) == ("a\\x0ab", "192.0.2.1\\x1b", "agent\\u2028x")
+    assert row["object"] == "obj\\x0d\\x0afake,row"
+    assert json.loads(row["detail"]) == {"name": "n\\x1b]0;title\\x07", "names": ["x\\u202ey"], "nested": {"k\\x0a": "v\\u2029"}}
+    assert _verify(app)[1] is None
+
+
+def test_a_login_with_a_hostile_address_and_agent_reaches_the_export_harmless(app, client, auth, admin):
+    email = "victim@registry.example\n2026-01-01,system,login.success"
+    client.post("/login", data={"email": email, "password": "wrong wrong wrong", "_csrf_token": csrf_token(client)},
+                headers={"user-agent": b"Mozilla\x1b[2J\x1b]0;pwned\x07 \x85"}, follow_redirects=False)
+    failure = audit_rows(app, "login.failure")[0]
+    assert "\n" not in failure["object"] and "\\x0a2026-01-01" in failure["object"]
+    assert "\x1b" not in failure["user_agent"] and "\x85" not in failure["user_agent"]
+    assert "\\x1b[2J" in failure["user_agent"]
+
+    auth.login(email=admin.email, password=PASSWORD)
+    export = client.get("/admin/audit.csv")
+    assert export.status_code == 200
+    # splitlines() breaks at \n and \r but also at U+2028, U+0085 and the like, as some readers do.
+    assert len(export.text.splitlines()) == len(list(csv.reader(io.StringIO(export.text))))
+    assert not any(c in export.text for c in "\x1b\x85\u2028")

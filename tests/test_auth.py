@@ -229,3 +229,29 @@ def test_client_address_from_a_trusted_proxy_only(app, peer, forwarded, expected
     scope = {"type": "http", "app": app, "litestar_app": app, "client": (peer, 5000), "headers": headers,
              "state": {}, "path": "/", "method": "GET", "query_string": b""}
     assert common.client_ip(Request(scope)) == expected
+
+
+# -- passwords are compared in one Unicode form (NFKC) wherever they are typed ---------------------
+
+def test_login_accepts_the_other_unicode_form_of_the_password(app, make_user, auth):
+    import unicodedata
+
+    composed = "forêt noire, gâteau 2026"
+    make_user(email="nfc@registry.example", password=composed)
+    assert auth.login(email="nfc@registry.example", password=unicodedata.normalize("NFD", composed)).status_code == 303
+
+
+def test_a_share_password_typed_in_one_form_unlocks_in_the_other(app, auth, staff):
+    import unicodedata
+
+    from litestar.testing import TestClient
+
+    from tests.conftest import BASE_URL
+    from tests.test_shares import CSV, create_share, link_token, store, unlock
+
+    typed = "crème brûlée à l'été"
+    auth.login()
+    stored = store(app, staff, "registry.csv", CSV)
+    assert create_share(auth, [stored.id], password=unicodedata.normalize("NFD", typed)).status_code == 201
+    with TestClient(app, base_url=BASE_URL) as guest:
+        assert unlock(guest, f"/s/{link_token(app)}", typed).status_code == 303

@@ -286,7 +286,8 @@ def test_opening_the_link_changes_nothing(app, shared, guest):
         ({"download_limit": "-1"}, "download limit"),
         ({"language": "es"}, "language"),
         ({"message": "x" * 5001}, "5,000"),
-        ({"password": "password1234"}, "too common"),
+        ({"password": "password12345678"}, "too common"),
+        ({"password": "violet-tug-map"}, "at least 15 characters"),
     ],
 )
 def test_bad_shares_are_refused_and_nothing_is_written(app, auth, staff, fields, message):

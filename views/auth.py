@@ -16,7 +16,7 @@ from views import common
 
 
 PASSWORD_ERRORS = {
-    "too_short": N_("Choose a password of at least 12 characters."),
+    "too_short": N_("Choose a password of at least 15 characters."),
     "too_long": N_("Passwords are at most 1,024 characters."),
     "too_common": N_("This password is too common or too easy to guess. A few unrelated words make a strong one."),
     "mismatch": N_("The two new passwords are not the same."),
