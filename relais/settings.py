@@ -1,7 +1,9 @@
 """Settings an admin changes at run time: one table of name, default and help (as Datasette).
 
 The code asks ``get(db, name)``; a missing row means the default. Environment-level settings
-(paths, ports, SMTP) are in :mod:`relais.config` instead.
+(paths, ports, SMTP) are in :mod:`relais.config` instead. Every setting here is shown on the
+Settings page, so each must be read by the code that it governs (tests/test_settings_documented.py):
+one that nothing enforces yet (a partner's password validity, until partners exist) is not listed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ SETTINGS = {
         Setting("login_lock_minutes", 15, N_("Longest time an account or a client stays locked after failed logins."), 1, 24 * 60),
         Setting("client_failures_before_lock", 20, N_("Failed logins from one address before that address is locked."), 1, 1000),
         Setting("login_link_hours", 72, N_("Hours a one-time login or password-reset link stays valid."), 1, 30 * 24),
-        Setting("password_validity_days", 14, N_("Days a partner's password stays valid."), 1, 3650),
         Setting("share_default_days", 30, N_("Days a new share's link is valid unless staff choose otherwise."), 1, 30),
         Setting("share_max_days", 30, N_("Most days a share's link can be valid, counted from its creation."), 1, 365),
         Setting("link_failures_before_wait", 3, N_("Wrong passwords on a link before each further try must wait."), 1, 100),

@@ -98,6 +98,23 @@ def test_a_good_name_with_unicode_is_kept(app, staff_client):
     assert files.get(app.state.db, 1, file_id).name == "Résultats 2026 (été).csv"
 
 
+def test_name_limit_counts_bytes_not_characters(app, staff_client):
+    accented = "é" * 126 + ".csv"  # 130 characters, 256 bytes in UTF-8: too long for ext4
+    response = create(staff_client, accented, 10)
+    assert response.status_code == 400 and "255 bytes" in response.text
+    nothing_left(app)
+    longest = "é" * 125 + "x.csv"  # exactly 255 bytes
+    assert files.get(app.state.db, 1, upload(staff_client, longest, CSV)).name == longest
+
+
+@pytest.mark.parametrize("raw, kept", [("-rf.csv", "_-rf.csv"), (".bashrc.csv", "_.bashrc.csv"), ("--help.txt", "_--help.txt")])
+def test_a_leading_dash_or_dot_is_made_harmless(app, staff_client, raw, kept):
+    upload(staff_client, raw, CSV)
+    assert [f.name for f in files.list_files(app.state.db, 1)] == [kept]
+    listing = staff_client.get("/files").text
+    assert kept in listing
+
+
 @pytest.mark.parametrize("name, content", [
     ("report.csv", b"MZ\x90\x00" + b"\0" * 100), ("notes.txt", b"\x7fELF\x02\x01\x01" + b"\0" * 50),
     ("data.csv", b"#!/bin/sh\nrm -rf /\n"), ("table.tsv", b"\xcf\xfa\xed\xfe" + b"\0" * 40),
@@ -604,7 +621,8 @@ def test_any_accepted_name_is_safe_to_show(raw):
         name = files.clean_name(raw)
     except files.FileRefused:
         return
-    assert 0 < len(name) <= 255 and name == name.strip()
+    assert 0 < len(name.encode("utf-8")) <= 255 and name == name.strip()
+    assert not name.startswith(("-", "."))
     assert not set(name) & set('/\\<>:"|?*')
     assert all(unicodedata.category(c) not in {"Cc", "Cf", "Zl", "Zp", "Cs", "Co"} for c in name)
     assert name.split(".")[0].strip().lower() not in {"con", "prn", "aux", "nul", "com1", "lpt1"}
