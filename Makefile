@@ -30,11 +30,12 @@ bench: $(VENV)/.installed-dev
 clean-venv:
 	rm -rf $(VENV)
 
-# Needs pip-compile (pip-tools) on the PATH, from a scratch venv outside the repo. Only PyPI is
+# Needs pip-compile (pip-tools) on the PATH or in LOCK_TOOL (not a PIP_* name: pip reads those as
+# its own options), from a scratch venv outside the repo. Only PyPI is
 # asked, whatever the machine's pip configuration says, so the locks name PyPI's files alone.
-PIP_COMPILE ?= pip-compile
+LOCK_TOOL ?= pip-compile
 LOCK_FLAGS := --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
 	--index-url https://pypi.org/simple
 lock:
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(PIP_COMPILE) $(LOCK_FLAGS) --output-file requirements.txt requirements.in
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(PIP_COMPILE) $(LOCK_FLAGS) --output-file requirements-dev.txt requirements-dev.in
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(LOCK_TOOL) $(LOCK_FLAGS) --output-file requirements.txt requirements.in
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= $(LOCK_TOOL) $(LOCK_FLAGS) --output-file requirements-dev.txt requirements-dev.in

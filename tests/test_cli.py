@@ -5,12 +5,15 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import PASSWORD
 
 
 def run(config, *args, stdin=None):
-    env = {"RELAIS_DATA_DIR": str(config.data_dir), "RELAIS_BASE_URL": "https://relais.test", "PATH": "/usr/bin:/bin"}
+    # The master key the app of the test uses: it also keys the audit chain that verify checks.
+    env = {"RELAIS_DATA_DIR": str(config.data_dir), "RELAIS_BASE_URL": "https://relais.test", "PATH": "/usr/bin:/bin",
+           "RELAIS_MASTER_KEY_FILE": str(config.resolved_master_key_file)}
     return subprocess.run([sys.executable, "app.py", *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
 
 
@@ -29,6 +32,8 @@ def test_create_admin_without_password_prints_a_one_time_link(config, client):
 def test_create_admin_refuses_a_weak_password_and_a_bad_email(config):
     weak = run(config, "create-admin", "--email", "root@registry.example", "--password-stdin", stdin="password\n")
     assert weak.returncode == 1 and "password too short" in weak.stderr
+    fourteen = run(config, "create-admin", "--email", "root@registry.example", "--password-stdin", stdin="violet-tug-map\n")
+    assert fourteen.returncode == 1 and "at least 15 characters" in fourteen.stderr
     bad = run(config, "create-admin", "--email", "root", "--password-stdin", stdin=PASSWORD)
     assert bad.returncode == 1 and "invalid email" in bad.stderr
 
@@ -93,3 +98,34 @@ def test_purge_clears_old_temporary_files_only(config, app):
     result = run(config, "purge")
     assert "1 temporary files" in result.stdout
     assert not old.exists() and fresh.exists()
+
+
+def test_the_console_link_of_serve_ends_once_an_admin_has_a_password(tmp_path):
+    import re
+    import urllib.error
+    import urllib.request
+
+    from tests.serving import Server
+
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data)
+    server.start()
+    try:
+        log = Path(server.log.name).read_text()
+        link = re.search(r"(http://127\.0\.0\.1:\d+/login/link/[A-Za-z0-9_-]+)", log).group(1)
+        with urllib.request.urlopen(link, timeout=10) as page:
+            assert page.status == 200
+        server.command("create-admin", "--email", "second@registry.example", "--password-stdin", stdin=PASSWORD)
+        try:
+            urllib.request.urlopen(link, timeout=10)
+            raise AssertionError("the setup link still works")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 404
+    finally:
+        server.stop()
+    # A restart prints no new link either: the instance has an admin who can log in.
+    server = Server(data)
+    server.start()
+    server.stop()
+    assert "/login/link/" not in Path(server.log.name).read_text()
