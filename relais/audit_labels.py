@@ -35,6 +35,7 @@ ACTIONS = {
     "setting.change": N_("Setting changed"),
     "terms.publish": N_("Terms of use published"),
     "audit.export": N_("Audit trail exported"),
+    "audit.seal": N_("Audit rows from before the key accepted"),
     "upload.start": N_("Upload started"),
     "upload.terminate": N_("Upload cancelled"),
     "upload.expire": N_("Unfinished upload expired"),
@@ -77,6 +78,7 @@ KEYS = {
     "failures": N_("Wrong passwords"),
     "file": N_("File"),
     "files": N_("Files"),
+    "hash": N_("Hash"),
     "kind": N_("E-mail"),
     "language": N_("Language"),
     "languages": N_("Languages"),
@@ -94,6 +96,7 @@ KEYS = {
     "size": N_("Size"),
     "start": N_("From byte"),
     "terms_version": N_("Terms version"),
+    "through": N_("Up to row"),
     "to": N_("To"),
     "value": N_("Value"),
 }
@@ -110,13 +113,13 @@ VALUES = {
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
              "share_locked": N_("lock warning to the owner")},
-    "purpose": {"login": N_("first login"), "reset": N_("password reset")},
+    "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console")},
     "password": {"typed": N_("typed by the owner"), "generated": N_("made by Relais")},
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
 SIZES = {"size", "length"}
 TIMES = {"expires_at"}
-CODES = {"file", "files", "sha256", "error"}
+CODES = {"file", "files", "sha256", "error", "hash"}
 
 SYSTEM = N_("Relais (automatic)")
 ANONYMOUS = N_("Not logged in")
