@@ -145,3 +145,9 @@ def test_raw_bytes_in_a_query_string_and_a_body(server):
 def test_the_page_is_in_the_persons_language(client, routes):
     response = client.get("/files?notice=%FF", headers={"accept-language": "nl"})
     assert response.status_code == 400 and "geen geldige UTF-8" in response.text
+
+
+def test_tus_answers_as_tus(client, routes, caplog):
+    response = client.post("/tus/?x=%FF", headers={"Tus-Resumable": "1.0.0", "x-csrftoken": csrf_token(client)})
+    assert (response.status_code, response.headers.get("tus-resumable")) == (400, "1.0.0")
+    assert MESSAGE in response.text and response.headers["content-type"].startswith("text/plain")

@@ -157,6 +157,11 @@ def test_a_tus_upload_larger_than_the_free_space(server, small_disk):
     with pytest.raises(TusCommunicationError) as refused:
         uploader.upload()
     assert refused.value.status_code == 507
+    # As tus expects it: Tus-Resumable, and a text the uploader shows, not an HTML page.
+    created = requests.post(server.url + "/tus/", timeout=10, headers={
+        **headers, "Tus-Resumable": "1.0.0", "Upload-Length": str(40 * MIB), "Upload-Metadata": "filename YmlnLmd6"})
+    assert (created.status_code, created.headers.get("tus-resumable")) == (507, "1.0.0")
+    assert created.headers["content-type"].startswith("text/plain") and "its disk is full" in created.text
     nothing_left(small_disk / "data", server_rows(server))
     assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
     assert login(server)  # a new session, and its audit rows, are written

@@ -28,6 +28,8 @@ MESSAGES = {
     500: (N_("Something went wrong"), N_("The error has been logged. Nothing you sent was half-saved; please try again.")),
     507: (N_("Server storage full"), N_("The server could not store the file: its disk is full. Nothing was kept; please try again later.")),
 }
+# Bytes that are not UTF-8 where text is expected (see bad_encoding).
+BAD_ENCODING = N_("The request contained text that is not valid UTF-8. Go back and try again.")
 
 
 def error_page(request: Request, status: int, title: str | None = None, message: str | None = None) -> Response:
@@ -67,8 +69,7 @@ def bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
     client's mistake or an attack, never ours; one log line, no stack trace. Litestar raises this
     from its multipart parser, views.middleware.strict_utf8_middleware for urlencoded text."""
     log.info("invalid UTF-8 in %s %s", request.method, logs.redact(request.url.path))
-    return error_page(request, 400, N_("Bad request"),
-                      N_("The request contained text that is not valid UTF-8. Go back and try again."))
+    return error_page(request, 400, N_("Bad request"), BAD_ENCODING)
 
 
 def storage_error(request: Request, exc: Exception) -> Response:

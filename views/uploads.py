@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import sqlite3
 from email.utils import format_datetime
 
 from litestar import Request, Response, Router, delete, head, patch, post, route
@@ -335,11 +336,24 @@ def _server_error(request: Request, exc: Exception) -> Response:
     return _say(request, 500, errors.MESSAGES[500][1])
 
 
+def _storage_error(request: Request, exc: Exception) -> Response:
+    """A full disk (an upload that does not fit beside the database's reserve, see relais.space)."""
+    if not space.is_full(exc):
+        return _server_error(request, exc)
+    log.error("disk full on %s %s: %s", request.method, logs.redact(request.url.path), exc)
+    return _say(request, 507, errors.MESSAGES[507][1])
+
+
+def _bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
+    return _say(request, 400, errors.BAD_ENCODING)
+
+
 routes = [Router(
     path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload],
     # Closest layer wins: these replace the app's HTML error pages and login redirect under /tus.
     exception_handlers={
         NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
         common.PasswordChangeRequired: _password_change, HTTPException: _http_error, Exception: _server_error,
+        OSError: _storage_error, sqlite3.Error: _storage_error, UnicodeDecodeError: _bad_encoding,
     },
 )]
