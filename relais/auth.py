@@ -42,32 +42,39 @@ class Session:
     created_at: str
 
 
-def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str) -> LoginResult:
-    """Check a staff or partner login; on success open a session and record terms acceptance."""
+async def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str) -> LoginResult:
+    """Check a staff or partner login; on success open a session and record terms acceptance.
+
+    Awaited on the event loop: the reads run on the database's reader threads, argon2 on the
+    hasher's own threads and the writes on the writer thread, so a flood of logins waits in
+    their queues and holds no thread that serves anything else.
+    """
     email = email.strip().lower()[:254]
     who = audit.Who(actor=email or "anonymous", ip=who.ip, user_agent=who.user_agent)
     keys = [f"account:{email}", f"ip:{who.ip}"]
     if len(password) > passwords.MAX_LENGTH:
-        database.write(lambda db: audit.record(db, who, "login.refused", email, reason="password_too_long"))
+        await database.write_async(lambda db: audit.record(db, who, "login.refused", email, reason="password_too_long"))
         return LoginResult(Outcome.TOO_LONG)
-    wait = throttle.locked_for(database.conn, keys)
+    wait = await database.read(throttle.locked_for, keys)
     if wait:
-        database.write(lambda db: audit.record(db, who, "login.refused", email, reason="locked"))
+        await database.write_async(lambda db: audit.record(db, who, "login.refused", email, reason="locked"))
         return LoginResult(Outcome.LOCKED, retry_after=wait)
-    row = database.query_one("SELECT * FROM users WHERE email = ?", [email])
+    row = await database.read(_account, email)
     # Always run one argon2 verification, against a dummy hash if need be (timing).
-    ok = hasher.verify(row["password_hash"] if row else None, password)
+    ok = await hasher.verify_async(row["password_hash"] if row else None, password)
     if ok and row["active"]:
         token = passwords.new_token()
         user = User.from_row(row)
+        # Hashed before the write, never inside it: argon2 in the writer thread would hold up every write.
+        new_hash = await hasher.hash_async(password) if hasher.needs_rehash(row["password_hash"]) else None
 
         def succeed(db):
             throttle.clear(db, keys[0])
-            if hasher.needs_rehash(row["password_hash"]):
-                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [hasher.hash(password), user.id])
+            if new_hash is not None:
+                db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [new_hash, user.id])
             _open_session(db, who, user, token, "login.success")
 
-        database.write(succeed)
+        await database.write_async(succeed)
         return LoginResult(Outcome.OK, user=user, session_token=token)
 
     def fail(db):
@@ -79,8 +86,12 @@ def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: s
         if throttle.count_failure(db, keys[1], settings.get(db, "client_failures_before_lock"), lock_minutes):
             audit.record(db, who, "login.lockout", who.ip, scope="client")
 
-    database.write(fail)
+    await database.write_async(fail)
     return LoginResult(Outcome.INVALID)
+
+
+def _account(conn, email: str) -> dict | None:
+    return next(iter(conn.query("SELECT * FROM users WHERE email = ?", [email])), None)
 
 
 def start_session(database: Database, who: audit.Who, user: User, action: str) -> str:
@@ -114,8 +125,8 @@ def resolve_session(database: Database, token: str | None, who: audit.Who) -> Se
     if row is None:
         return None
     now = clock.now()
-    idle = timedelta(minutes=settings.get(database.conn, "session_idle_minutes"))
-    absolute = timedelta(hours=settings.get(database.conn, "session_absolute_hours"))
+    idle = timedelta(minutes=database.read_sync(settings.get, "session_idle_minutes"))
+    absolute = timedelta(hours=database.read_sync(settings.get, "session_absolute_hours"))
     last_seen = clock.parse(row["last_seen_at"])
     if not row["active"] or last_seen + idle < now or clock.parse(row["session_created_at"]) + absolute < now:
         reason = "inactive" if not row["active"] else ("idle" if last_seen + idle < now else "absolute")

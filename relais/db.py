@@ -4,10 +4,17 @@ SQLite allows many readers but one writer. Rather than let request threads race 
 lock (and hit ``database is locked`` under load), every write goes through a single writer
 thread, in one ``BEGIN IMMEDIATE`` transaction per call, the way Datasette does it. Reads use
 one connection per thread, because a sqlite3 connection must never be shared across threads.
+
+Async code (the event loop) must never wait on SQLite itself: it awaits :meth:`Database.read`,
+which runs ``fn(conn)`` on a small pool of reader threads of the database's own (Datasette's
+``execute_fn``), and :meth:`Database.write_async`, which queues ``fn`` for the writer thread and
+awaits it without holding any thread (``execute_write_fn``). The reader pool is the database's
+own, so reads never queue behind argon2 or file transfers in the shared worker pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import queue
 import sqlite3
@@ -22,6 +29,7 @@ T = TypeVar("T")
 
 _STOP = object()
 _RAW = object()  # marks a queued statement that runs outside BEGIN/COMMIT
+READER_THREADS = 4  # reads are short (every list is paged): a few threads keep up, each with its connection
 
 
 def connect(path: Path | str) -> sqlite_utils.Database:
@@ -49,6 +57,7 @@ class Database:
         self._queue: queue.Queue = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- reads ---------------------------------------------------------------------------
     @property
@@ -62,16 +71,29 @@ class Database:
             self._local.db = db
         return db
 
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` on a reader thread and await its result.
+
+        ``conn`` is that thread's sqlite-utils connection: ``fn`` may run several queries on it,
+        all in the thread, none on the event loop.
+        """
+        with self._writer_lock:
+            if self._readers is None:
+                self._readers = concurrent.futures.ThreadPoolExecutor(READER_THREADS, thread_name_prefix="relais-db-read")
+            readers = self._readers
+        return await asyncio.get_running_loop().run_in_executor(readers, lambda: fn(self.conn, *args, **kwargs))
+
+    def read_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` on this thread's connection, for code already off the event
+        loop (a sync handler's worker thread, the CLI, background jobs)."""
+        return fn(self.conn, *args, **kwargs)
+
     def query(self, sql: str, params: Any = ()) -> list[dict]:
         return [dict(row) for row in self.conn.query(sql, params)]
 
     def query_one(self, sql: str, params: Any = ()) -> dict | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
-
-    def ping(self) -> None:
-        """Raise unless the database answers with its schema in place (for /healthz)."""
-        self.scalar("SELECT count(*) FROM _sqlite_migrations")
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
@@ -90,6 +112,18 @@ class Database:
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((fn, args, kwargs, future))
         return future.result()
+
+    async def write_async(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`write` for async code: queue ``fn`` for the writer thread and await it without
+        blocking the event loop or holding a worker thread while the write waits its turn.
+
+        A cancelled caller (the client went away) does not cancel the write: once queued, a
+        business action commits or fails as a whole, never half-done because nobody waited.
+        """
+        self._ensure_writer()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((fn, args, kwargs, future))
+        return await asyncio.shield(asyncio.wrap_future(future))
 
     def execute(self, sql: str, params: Any = ()) -> int:
         """A single write statement through the writer; returns the last row id."""
@@ -142,6 +176,9 @@ class Database:
                 self._queue.put(_STOP)
                 writer.join(timeout=30)
             self._writer = None
+            readers, self._readers = self._readers, None
+        if readers is not None:
+            readers.shutdown(wait=True)  # their connections close with their threads
         db = getattr(self._local, "db", None)
         if db is not None:
             db.conn.close()

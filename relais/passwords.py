@@ -14,8 +14,11 @@ forms no longer match and must be reset; plain ASCII and NFC text are unchanged 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import unicodedata
@@ -40,14 +43,22 @@ class PasswordRejected(Refused):
 class Hasher:
     """argon2id with the cost from the configuration, and a dummy hash for timing.
 
-    At most ``MAX_CONCURRENT`` hashes run at once: each takes 64 MiB, and a flood of password
-    attempts must queue rather than exhaust the server's memory.
+    Every hash and verification runs on the hasher's own few threads (as many as the cores, at
+    most ``MAX_CONCURRENT``: each takes 64 MiB). A flood of password attempts then queues behind
+    itself, holding neither the event loop nor a thread of the pool that serves pages, the
+    database and transfers; and those threads run at a lower CPU priority, so that while they
+    are busy the cores go first to ``/healthz``, pages and transfers.
     """
 
     MAX_CONCURRENT = 4
+    NICENESS = 10  # added to the argon2 threads' nice value (Linux: per thread, inherited by argon2's lanes)
 
     def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
-        self._slots = threading.BoundedSemaphore(self.MAX_CONCURRENT)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max(1, min(self.MAX_CONCURRENT, cores)), thread_name_prefix="relais-argon2", initializer=self._lower_priority,
+            initargs=(self.NICENESS,),
+        )
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
         )
@@ -56,20 +67,40 @@ class Hasher:
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
-        password = normalize(password)
-        with self._slots:
-            return self._hasher.hash(password)
+        return self._pool.submit(self._hash, password).result()
 
     def verify(self, stored: str | None, password: str) -> bool:
+        return self._pool.submit(self._verify, stored, password).result()
+
+    async def hash_async(self, password: str) -> str:
+        """:meth:`hash` for async code: awaits the hasher's threads without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._hash, password)
+
+    async def verify_async(self, stored: str | None, password: str) -> bool:
+        """:meth:`verify` for async code. A caller that goes away before its turn costs no CPU."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._verify, stored, password)
+
+    def _hash(self, password: str) -> str:
+        return self._hasher.hash(normalize(password))
+
+    def _verify(self, stored: str | None, password: str) -> bool:
         password = normalize(password)
-        with self._slots:
-            try:
-                return self._hasher.verify(stored or self._dummy, password) and stored is not None
-            except (VerificationError, InvalidHashError):
-                return False
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
     def needs_rehash(self, stored: str) -> bool:
         return self._hasher.check_needs_rehash(stored)
+
+    @staticmethod
+    def _lower_priority(niceness: int) -> None:
+        """Make the calling thread (and the threads it starts) yield the CPU to the rest of the server."""
+        try:
+            me = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, me, os.getpriority(os.PRIO_PROCESS, me) + niceness)
+        except (AttributeError, OSError):  # not Linux, or not allowed: the queue still bounds the work
+            pass
 
 
 def normalize(password: str) -> str:

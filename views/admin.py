@@ -109,7 +109,7 @@ def show_audit(request: Request, q: str = "") -> Template:
 
 @get("/audit.csv", sync_to_thread=True)
 def export_audit(request: Request, q: str = "") -> Response:
-    rows = audit.search(common.db(request).conn, q[:200], limit=100_000)
+    rows = common.db(request).read_sync(audit.search, q[:200], limit=100_000)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["id", "at", "actor", "action", "object", "ip", "user_agent", "detail", "hash"])
@@ -131,7 +131,7 @@ def _csv_safe(value) -> str:
 
 @get("/settings", name="admin_settings", sync_to_thread=True)
 def show_settings(request: Request) -> Template:
-    values = settings.all_values(common.db(request).conn)
+    values = common.db(request).read_sync(settings.all_values)
     return common.render(request, "admin/settings.html", settings=settings.SETTINGS, values=values, error="")
 
 
@@ -140,7 +140,7 @@ async def save_settings(request: Request) -> Template | Redirect:
     """Save every changed setting, or none if one is out of range (nothing half-written)."""
     form = await request.form()
     database, who, user = common.db(request), common.who(request), common.current_user(request)
-    values = settings.all_values(database.conn)
+    values = await database.read(settings.all_values)
     changes = {}
     for name, setting in settings.SETTINGS.items():
         raw = str(form.get(name, values[name])).strip()
@@ -149,8 +149,8 @@ async def save_settings(request: Request) -> Template | Redirect:
                 request, "%(setting)s Enter a whole number from %(minimum)s to %(maximum)s.",
                 setting=common.gettext(request, setting.help), minimum=setting.minimum, maximum=setting.maximum,
             )
-            return common.render(request, "admin/settings.html", status_code=400, settings=settings.SETTINGS,
-                                 values={**values, name: raw}, error=error)
+            return await common.render_async(request, "admin/settings.html", status_code=400, settings=settings.SETTINGS,
+                                             values={**values, name: raw}, error=error)
         if int(raw) != values[name]:
             changes[name] = int(raw)
 
@@ -158,7 +158,7 @@ async def save_settings(request: Request) -> Template | Redirect:
         for name, value in changes.items():
             settings.set_value(db, who, user.id, name, value)
 
-    await common.in_thread(database.write, save)
+    await database.write_async(save)
     return Redirect("/admin/settings?saved", status_code=303)
 
 

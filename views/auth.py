@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Annotated
 
-from litestar import Request, Router, get, post, route
-from litestar.response import Redirect, Template
+from litestar import Request, Response, Router, get, post, route
+from litestar.response import Redirect
 
 from relais import auth, passwords, terms, users
 from relais.i18n import N_
@@ -38,8 +38,8 @@ class PasswordForm:
     confirm_password: str = ""
 
 
-def _login_page(request: Request, status: int = 200, error: str = "", email: str = "", next: str = "") -> Template:
-    version = terms.current_version(common.db(request).conn)
+def _login_page(request: Request, status: int = 200, error: str = "", email: str = "", next: str = "") -> Response:
+    version = common.db(request).read_sync(terms.current_version)
     return common.render(
         request, "auth/login.html", status_code=status, error=error, email=email, next=common.safe_next(next, ""),
         terms_version=version, logged_out="logged_out" in request.query_params,
@@ -47,18 +47,19 @@ def _login_page(request: Request, status: int = 200, error: str = "", email: str
 
 
 @get("/login", name="login", sync_to_thread=True)
-def show_login(request: Request, next: str = "") -> Template | Redirect:
+def show_login(request: Request, next: str = "") -> Response:
     if common.current_user(request) is not None:
         return Redirect(common.safe_next(next), status_code=303)
     return _login_page(request, next=next)
 
 
-@post("/login", sync_to_thread=True)
-def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> Template | Redirect:
+# Async, so that a flood of logins waiting for argon2 holds no worker thread (see auth.login).
+@post("/login")
+async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> Response:
     """Check the password; on success a fresh session id (never the one the browser came with)."""
     if (old := request.scope.get("auth")) is not None:
-        auth.logout(common.db(request), common.who(request), old)
-    result = auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password)
+        await common.in_thread(auth.logout, common.db(request), common.who(request), old)
+    result = await auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password)
     if result.outcome is auth.Outcome.OK:
         # The language the person logged in with (chosen, or their browser's) is the one their
         # e-mails use from now on.
@@ -73,12 +74,12 @@ def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> T
             request, "Too many failed attempts. Try again in %(num)s minute.",
             "Too many failed attempts. Try again in %(num)s minutes.", minutes,
         )
-        return _login_page(request, 429, error, data.email[:254], data.next)
+        return await common.in_thread(_login_page, request, 429, error, data.email[:254], data.next)
     if result.outcome is auth.Outcome.TOO_LONG:
         message = PASSWORD_ERRORS["too_long"]
-        return _login_page(request, 400, common.gettext(request, message), data.email[:254], data.next)
+        return await common.in_thread(_login_page, request, 400, common.gettext(request, message), data.email[:254], data.next)
     error = common.gettext(request, "The e-mail address or the password is not correct.")
-    return _login_page(request, 401, error, data.email[:254], data.next)
+    return await common.in_thread(_login_page, request, 401, error, data.email[:254], data.next)
 
 
 @post("/logout", name="logout", sync_to_thread=True)
@@ -92,7 +93,7 @@ def submit_logout(request: Request) -> Redirect:
 
 
 @route("/login/link/{token:str}", http_method=["GET", "HEAD"], name="login_link", sync_to_thread=True)
-def show_login_link(request: Request, token: str) -> Template:
+def show_login_link(request: Request, token: str) -> Response:
     """Opening the link only shows a button: mail scanners that follow links must not use it up."""
     user = users.peek_login_link(common.db(request), token)
     if user is None:
@@ -101,7 +102,7 @@ def show_login_link(request: Request, token: str) -> Template:
 
 
 @post("/login/link/{token:str}", sync_to_thread=True)
-def use_login_link(request: Request, token: str) -> Template | Redirect:
+def use_login_link(request: Request, token: str) -> Response:
     database, who = common.db(request), common.who(request)
     user = users.use_login_link(database, who, token)
     if user is None:
@@ -116,12 +117,12 @@ def use_login_link(request: Request, token: str) -> Template | Redirect:
 
 
 @get("/account/password", name="password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
-def show_password(request: Request) -> Template:
+def show_password(request: Request) -> Response:
     return common.render(request, "auth/password.html", error="")
 
 
 @post("/account/password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
-def submit_password(request: Request, data: Annotated[PasswordForm, common.FORM]) -> Template | Redirect:
+def submit_password(request: Request, data: Annotated[PasswordForm, common.FORM]) -> Response:
     """Change the password; a link-login (must_change_password) needs no current password."""
     user, database = common.current_user(request), common.db(request)
     error = ""

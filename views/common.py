@@ -6,19 +6,21 @@ Views stay thin: they read input, call the core (``relais.*``) and return one of
 from __future__ import annotations
 
 import functools
+import html
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from anyio import to_thread
 from babel.numbers import format_decimal
-from litestar import Request
-from litestar.enums import RequestEncodingType
+from litestar import Request, Response
+from litestar.enums import MediaType, RequestEncodingType
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body
-from litestar.response import Redirect, Template
+from litestar.response import Redirect
+from litestar.template.base import csrf_token
 
 from relais import audit, i18n
 from relais.db import Database
@@ -151,8 +153,26 @@ def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
 
 # -- responses -----------------------------------------------------------------------------
 
-def render(request: Request, template: str, status_code: int = 200, **context) -> Template:
-    return Template(template_name=template, context=context, status_code=status_code)
+def render(request: Request, template: str, status_code: int = 200, **context) -> Response:
+    """The page as a finished HTML response, rendered here and now, in the caller's thread.
+
+    Not a ``Template`` response: Litestar renders those on the event loop, where one long page
+    stops every other request (``/healthz``, transfers) until it is done. Sync handlers run in a
+    worker thread and render there; async handlers call :func:`render_async`. The context is the
+    one Litestar gives a ``Template``: ``request`` (which the template helpers and ``csrf_token()``
+    read) and ``csrf_input``.
+    """
+    token = csrf_token({"request": request})  # what the CSRF middleware put in the scope, or ""
+    body = request.app.template_engine.get_template(template).render(
+        **context, request=request,
+        csrf_input=f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}" />',
+    )
+    return Response(body, status_code=status_code, media_type=MediaType.HTML)
+
+
+async def render_async(request: Request, template: str, status_code: int = 200, **context) -> Response:
+    """:func:`render` for async handlers: the page is rendered in a worker thread."""
+    return await to_thread.run_sync(functools.partial(render, request, template, status_code, **context))
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
