@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from relais import audit, clock, settings, space, storage
+from relais import audit, clock, paging, settings, space, storage
 from relais.db import Database
 from relais.refusal import Size
 # The rules live in relais.file_rules; they are used (and imported by callers) through this module.
@@ -208,13 +208,15 @@ def key_of(database: Database, master: bytes, stored: StoredFile) -> bytes:
     return file_key(master, row)
 
 
-def list_files(database: Database, owner_id: int) -> list[StoredFile]:
-    rows = database.query(
-        # Files attached to a share belong to it now: they are listed, and deleted, with the share.
-        "SELECT * FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
-        " ORDER BY completed_at DESC, id", [owner_id]
+def list_files(database: Database, owner_id: int, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the owner's complete files, newest first."""
+    # Files attached to a share belong to it now: they are listed, and deleted, with the share.
+    where = "FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
+    rows, page, total = database.read_sync(
+        paging.fetch, f"SELECT count(*) {where}", f"SELECT * {where} ORDER BY completed_at DESC, id", [owner_id],
+        page, per_page,
     )
-    return [StoredFile.from_row(row) for row in rows]
+    return paging.Page([StoredFile.from_row(row) for row in rows], page, per_page, total)
 
 
 class FileInShare(Exception):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from relais import audit, clock, emails, files, i18n, mail, passwords, settings
+from relais import paging
 from relais.db import Database
 from relais.i18n import N_
 from relais.refusal import Refused
@@ -189,20 +190,21 @@ def get(conn, share_id: str) -> Share | None:
     return Share.from_row(rows[0]) if rows else None
 
 
-def for_staff(database: Database, user) -> list[dict]:
-    """The user's shares, newest first (an admin sees everyone's), with files and recipients."""
+def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the user's shares, newest first (an admin sees everyone's), with files and recipients."""
     where, params = ("", []) if user.is_admin else ("WHERE shares.owner_id = ?", [user.id])
-    rows = database.query(
+    rows, page, total = database.read_sync(
+        paging.fetch, f"SELECT count(*) FROM shares {where}",
         f"SELECT shares.*, users.email AS owner_email,"
         f" (SELECT group_concat(email, ', ') FROM share_recipients WHERE share_id = shares.id) AS recipients,"
         f" (SELECT count(*) FROM share_files WHERE share_id = shares.id) AS file_count"
-        f" FROM shares JOIN users ON users.id = shares.owner_id {where} ORDER BY shares.created_at DESC",
-        params,
+        f" FROM shares JOIN users ON users.id = shares.owner_id {where} ORDER BY shares.created_at DESC, shares.id",
+        params, page, per_page,
     )
     now = clock.now_iso()
     for row in rows:
         row["status"] = Share.from_row(row).status(now)
-    return rows
+    return paging.Page(rows, page, per_page, total)
 
 
 def visible_to(database: Database, user, share_id: str) -> Share | None:

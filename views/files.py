@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 
-from litestar import Request, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from relais import files, space
+from relais import files, paging, space
 from relais.i18n import N_
 from relais.refusal import Size
 from views import common, downloads, errors, framework, streaming
@@ -36,19 +36,20 @@ class _FormProblem(Exception):
         self.status, self.message, self.variables = status, message, variables
 
 
-def _page(request: Request, status: int = 200, error: str = "", partial: bool = False) -> Template:
+def _page(request: Request, status: int = 200, error: str = "", partial: bool = False) -> Response:
     user = common.current_user(request)
     template = "files/_list.html" if partial else "files/page.html"
     notice = request.query_params.get("notice", "")
+    listed = files.list_files(common.db(request), user.id, paging.number(request.query_params.get("page")))
     return common.render(
-        request, template, status_code=status, files=files.list_files(common.db(request), user.id), error=error,
+        request, template, status_code=status, files=listed, error=error,
         notice=NOTICES.get(notice, ""),
         max_size=files.limits(common.db(request))[0],
     )
 
 
 @get("/", name="files", guards=[common.requires_staff], sync_to_thread=True)
-def show_files(request: Request) -> Template:
+def show_files(request: Request) -> Response:
     """The page, or for htmx (after an upload completes) only the list."""
     return _page(request, partial=bool(request.headers.get("hx-request")))
 

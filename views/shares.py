@@ -9,7 +9,7 @@ from litestar import Request, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 
-from relais import clock, files, i18n, passwords, settings, shares
+from relais import clock, files, i18n, paging, passwords, settings, shares
 from views import common
 
 STATUS_NAMES = {
@@ -47,19 +47,20 @@ def shown_status(share: shares.Share, now: str | None = None) -> str:
 
 def _form_page(request: Request, status: int = 200, error: str = "", form: dict | None = None) -> Template:
     database, user = common.db(request), common.current_user(request)
-    available = [f for f in files.list_files(database, user.id)]
+    listed_at = clock.now_iso()  # before the query: a file stored meanwhile counts as new next time
+    available = files.list_files(database, user.id, paging.number(request.query_params.get("page")))
     values = settings.all_values(database.conn)
     form = form or {"language": common.lang(request), "expires_days": values["share_default_days"], "file_ids": []}
     return common.render(
         request, "shares/new.html", status_code=status, error=error, form=form, available=available,
-        max_days=values["share_max_days"], languages=i18n.NAMES,
+        max_days=values["share_max_days"], languages=i18n.NAMES, listed_at=listed_at,
         max_size=files.limits(database)[0],
     )
 
 
 @get("/", name="shares", sync_to_thread=True)
 def list_shares(request: Request) -> Template:
-    rows = shares.for_staff(common.db(request), common.current_user(request))
+    rows = shares.for_staff(common.db(request), common.current_user(request), paging.number(request.query_params.get("page")))
     now = clock.now_iso()
     for row in rows:
         row["shown_status"] = shown_status(shares.Share.from_row(row), now)
@@ -75,11 +76,14 @@ def new_share(request: Request) -> Template:
 def file_choices(request: Request) -> Template:
     """The htmx partial of files to choose from, refreshed when an upload completes: a file that
     was not on the page before (just uploaded here) comes back already chosen."""
-    chosen = set(request.query_params.getall("file_ids", []))
+    chosen = set(request.query_params.getall("file_ids", [])[:1000])
     seen = set(request.query_params.getall("seen", []))
-    available = files.list_files(common.db(request), common.current_user(request).id)
-    chosen |= {f.id for f in available if f.id not in seen}
-    return common.render(request, "shares/_file_choices.html", available=available, chosen=chosen)
+    # Files stored after the picker was last shown are new, not merely on a page not seen yet.
+    shown_at, listed_at = request.query_params.get("listed_at", ""), clock.now_iso()
+    available = files.list_files(common.db(request), common.current_user(request).id,
+                                 paging.number(request.query_params.get("page")))
+    chosen |= {f.id for f in available if f.id not in seen and f.completed_at > shown_at}
+    return common.render(request, "shares/_file_choices.html", available=available, chosen=chosen, listed_at=listed_at)
 
 
 @post("/")
