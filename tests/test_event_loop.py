@@ -10,11 +10,16 @@ and ``/healthz`` need (argon2 waited for a slot inside them) and the figures fel
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 
 import pytest
 
+from relais import audit, settings
+from relais.passwords import Hasher
 from tests import flood
+from tests.conftest import form_token
 from tests.serving import Server
 
 HEALTHZ_FACTOR = 10  # median /healthz under the flood, at most this many times the idle median
@@ -54,3 +59,108 @@ def _best(rounds: list[dict]) -> dict:
         "download_MBps": max(r["download_MBps"] for r in rounds), "upload_MBps": max(r["upload_MBps"] for r in rounds),
         "bogus_logins": sum(r["bogus_logins"] for r in rounds), "list_pages": sum(r["list_pages"] for r in rounds),
     }
+
+
+# -- the pieces, one by one -----------------------------------------------------------------------
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_pages_are_rendered_off_the_event_loop(app, auth, staff):
+    """Sync handlers render in their worker thread, async ones (a failed login) in a thread too."""
+    engine, rendered = app.template_engine, []
+    real = engine.get_template
+
+    def spy(name):
+        template = real(name)
+
+        class Spy:
+            def render(self, **context):
+                rendered.append((name, _on_event_loop()))
+                return template.render(**context)
+
+        return Spy()
+
+    engine.get_template = spy
+    auth.client.get("/login")
+    assert auth.login(password="not the password at all").status_code == 401
+    auth.login()
+    assert auth.client.get("/files").status_code == 200
+    assert {name for name, _ in rendered} >= {"auth/login.html", "files/page.html"}
+    assert not [name for name, on_loop in rendered if on_loop]
+
+
+def test_a_rendered_page_carries_the_csrf_token_of_its_cookie(client):
+    response = client.get("/login")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert form_token(response.text) == client.cookies["__Host-csrf"]
+
+
+def test_database_reads_and_writes_from_async_code_leave_the_event_loop(app):
+    database = app.state.db
+
+    async def scenario():
+        seen = await database.read(lambda conn: (_on_event_loop(), conn.execute("SELECT count(*) FROM users").fetchone()[0]))
+        wrote = await database.write_async(lambda db: (_on_event_loop(), settings.set_value(
+            db, audit.SYSTEM, None, "session_idle_minutes", 31)))
+        return seen, wrote
+
+    (read_on_loop, users), (write_on_loop, _) = asyncio.run(scenario())
+    assert not read_on_loop and not write_on_loop and users == 0
+    assert database.read_sync(settings.get, "session_idle_minutes") == 31
+
+
+def test_a_write_whose_caller_gives_up_still_commits_whole(app):
+    database, started, release = app.state.db, threading.Event(), threading.Event()
+
+    def slow(db):  # holds the writer, so that the next write waits in the queue
+        started.set()
+        release.wait(10)
+
+    async def scenario():
+        blocker = asyncio.ensure_future(database.write_async(slow))
+        await asyncio.to_thread(started.wait, 10)
+        queued = asyncio.ensure_future(database.write_async(
+            lambda db: settings.set_value(db, audit.SYSTEM, None, "login_lock_minutes", 7)))
+        await asyncio.sleep(0.05)
+        queued.cancel()  # the client went away while its write waited
+        release.set()
+        await blocker
+
+    asyncio.run(scenario())
+    database.write(lambda db: None)  # after everything queued before it
+    assert database.read_sync(settings.get, "login_lock_minutes") == 7
+
+
+def test_argon2_runs_on_the_hashers_own_few_threads(app):
+    hasher, running, most, lock = Hasher(1, 8192, 1), [0], [0], threading.Lock()
+    real, threads = hasher._hasher, set()
+
+    class Counting:
+        def verify(self, *args):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+                threads.add(threading.current_thread().name)
+            try:
+                return real.verify(*args)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    stored = hasher.hash("violet tugboat marmalade")
+    hasher._hasher = Counting()
+
+    async def flood():
+        return await asyncio.gather(*[hasher.verify_async(stored, "wrong guess") for _ in range(12)],
+                                    hasher.verify_async(stored, "violet tugboat marmalade"))
+
+    results = asyncio.run(flood())
+    assert results == [False] * 12 + [True]
+    assert 1 <= most[0] <= hasher._pool._max_workers <= Hasher.MAX_CONCURRENT
+    assert all(name.startswith("relais-argon2") for name in threads)

@@ -113,7 +113,7 @@ async def create_share(request: Request) -> Template | Redirect:
         )
     except shares.ShareRefused as exc:
         if exc.reason == "bad_expiry":
-            exc.variables.setdefault("days", settings.get(common.db(request).conn, "share_max_days"))
+            exc.variables.setdefault("days", await common.db(request).read(settings.get, "share_max_days"))
         message = common.gettext(request, shares.REASONS[exc.reason], **exc.variables)
         return await common.in_thread(_form_page, request, 400, message, {**data, "password": ""})
     except passwords.PasswordRejected as exc:

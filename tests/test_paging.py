@@ -1,0 +1,161 @@
+"""Every list is paged: My files (and its htmx fragment), the send form's file picker and the
+shares list show at most ``paging.PER_PAGE`` rows, with Previous / Next links that work
+without JavaScript, however much the account holds."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from relais import paging
+
+PER_PAGE = paging.PER_PAGE
+
+
+def add_files(app, owner, count: int, first: int = 0) -> list[str]:
+    """Listed files (rows only: a list never opens the data), the higher ``i`` the newer."""
+    ids = [secrets.token_hex(16) for _ in range(count)]
+
+    def insert(db):
+        for i, file_id in enumerate(ids, start=first):
+            at = f"2026-11-01T00:00:{i // 1000:02}.{i % 1000:06}+00:00"
+            db.execute(
+                "INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state,"
+                " created_at, completed_at) VALUES (?, ?, ?, 100, ?, 'text/csv', x'00', ?, 'complete', ?, ?)",
+                [file_id, owner.id, f"file-{i:04}.csv", "0" * 64, secrets.token_hex(16), at, at],
+            )
+
+    app.state.db.write(insert)
+    return ids
+
+
+def add_shares(app, owner, count: int) -> None:
+    def insert(db):
+        for i in range(count):
+            db.execute(
+                "INSERT INTO shares (id, owner_id, token_hash, password_hash, language, created_at, expires_at)"
+                " VALUES (?, ?, ?, 'x', 'en', ?, '2099-01-01T00:00:00+00:00')",
+                [secrets.token_hex(16), owner.id, secrets.token_hex(32), f"2026-11-01T00:{i // 60:02}:{i % 60:02}+00:00"],
+            )
+            db.execute("INSERT INTO share_recipients (share_id, email) SELECT id, ? FROM shares WHERE created_at = ?",
+                       [f"recipient-{i:03}@example.org", f"2026-11-01T00:{i // 60:02}:{i % 60:02}+00:00"])
+
+    app.state.db.write(insert)
+
+
+def names(html: str) -> list[str]:
+    return re.findall(r"<td>(file-\d{4}\.csv)</td>", html)
+
+
+def test_my_files_shows_one_page_newest_first_with_links_to_the_others(app, auth, staff):
+    add_files(app, staff, 2 * PER_PAGE + 20)
+    auth.login()
+    first = auth.client.get("/files")
+    assert first.status_code == 200
+    assert names(first.text) == [f"file-{i:04}.csv" for i in range(2 * PER_PAGE + 19, PER_PAGE + 19, -1)]
+    assert "120 files" in first.text  # the caption counts them all
+    assert "Page 1 of 3" in first.text
+    assert 'href="/files?page=2" rel="next"' in first.text and 'rel="prev"' not in first.text
+
+    last = auth.client.get("/files", params={"page": "3"})
+    assert names(last.text) == [f"file-{i:04}.csv" for i in range(19, -1, -1)]
+    assert "Page 3 of 3" in last.text
+    assert 'href="/files?page=2" rel="prev"' in last.text and 'rel="next"' not in last.text
+
+
+def test_a_page_does_not_grow_with_the_files(app, auth, staff):
+    add_files(app, staff, PER_PAGE)
+    auth.login()
+    before = auth.client.get("/files").text
+    add_files(app, staff, 20 * PER_PAGE, first=PER_PAGE)
+    after = auth.client.get("/files").text
+    assert len(names(before)) == len(names(after)) == PER_PAGE
+    assert len(after) < len(before) * 1.1
+
+
+def test_page_numbers_out_of_range_or_not_numbers_are_refused_gently(app, auth, staff):
+    add_files(app, staff, PER_PAGE + 1)
+    auth.login()
+    for raw, shown in (("999", "Page 2 of 2"), ("0", "Page 1 of 2"), ("-1", "Page 1 of 2"), ("abc", "Page 1 of 2"),
+                       ("9" * 40, "Page 1 of 2")):
+        response = auth.client.get("/files", params={"page": raw})
+        assert response.status_code == 200 and shown in response.text, raw
+
+
+def test_the_htmx_fragment_is_paged_too_and_a_delete_keeps_its_page(app, auth, staff):
+    ids = add_files(app, staff, PER_PAGE + 5)
+    auth.login()
+    fragment = auth.client.get("/files", params={"page": "2"}, headers={"hx-request": "true"})
+    assert "<html" not in fragment.text
+    assert names(fragment.text) == [f"file-{i:04}.csv" for i in range(4, -1, -1)]
+    assert f'hx-post="/files/{ids[0]}/delete?page=2"' in fragment.text
+
+
+def test_one_page_needs_no_pager(app, auth, staff):
+    add_files(app, staff, 3)
+    auth.login()
+    page = auth.client.get("/files").text
+    assert len(names(page)) == 3 and "Page 1 of" not in page and 'class="pager"' not in page
+
+
+def test_the_pager_is_translated(app, auth, staff):
+    add_files(app, staff, PER_PAGE + 1)
+    auth.login()
+    page = auth.client.get("/files", headers={"accept-language": "nl"}).text
+    assert "Pagina 1 van 2" in page and "Volgende pagina" in page
+
+
+def test_the_shares_list_is_paged(app, auth, staff):
+    add_shares(app, staff, PER_PAGE + 10)
+    auth.login()
+    first = auth.client.get("/shares")
+    assert first.status_code == 200
+    assert len(re.findall(r'<a href="/shares/[0-9a-f]{32}">', first.text)) == PER_PAGE
+    assert "recipient-059@example.org" in first.text and "recipient-009@example.org" not in first.text  # newest first
+    assert 'href="/shares?page=2" rel="next"' in first.text
+    second = auth.client.get("/shares", params={"page": "2"})
+    assert len(re.findall(r'<a href="/shares/[0-9a-f]{32}">', second.text)) == 10
+    assert "recipient-009@example.org" in second.text and "Page 2 of 2" in second.text
+
+
+def test_the_file_picker_is_paged_and_keeps_choices_made_on_other_pages(app, auth, staff):
+    ids = add_files(app, staff, PER_PAGE + 5)
+    auth.login()
+    form = auth.client.get("/shares/new").text
+    assert len(re.findall(r'name="file_ids" value="[0-9a-f]+" id="file-', form)) == PER_PAGE
+    assert 'href="/shares/new?page=2" rel="next"' in form
+    assert 'hx-get="/shares/new/files?page=2"' in form
+    listed_at = re.search(r'name="listed_at" value="([^"]+)"', form).group(1)
+
+    # Ticking the newest file, then going to page 2 (what htmx sends: the picker's inputs).
+    newest = ids[-1]
+    on_page_one = ids[-PER_PAGE:]
+    second = auth.client.get("/shares/new/files", params={
+        "page": "2", "file_ids": [newest], "seen": on_page_one, "listed_at": listed_at})
+    assert len(re.findall(r'type="checkbox" name="file_ids"', second.text)) == 5
+    assert f'<input type="hidden" name="file_ids" value="{newest}">' in second.text  # still sent with the form
+    assert "1 more file chosen on another page." in second.text
+    # Files merely on a page not seen before are not taken for new uploads, so none is ticked.
+    assert " checked" not in second.text
+
+
+def test_a_file_stored_after_the_picker_was_shown_comes_back_chosen(app, auth, staff, frozen):
+    add_files(app, staff, PER_PAGE + 5)
+    auth.login()
+    form = auth.client.get("/shares/new").text
+    listed_at = re.search(r'name="listed_at" value="([^"]+)"', form).group(1)
+    frozen.advance(seconds=5)
+
+    def upload(db):  # a file completed after the picker was shown, as the uploader leaves it
+        now = "2026-11-24T09:00:05.000000+00:00"
+        db.execute(
+            "INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state,"
+            " created_at, completed_at) VALUES ('a' || hex(randomblob(15)), ?, 'fresh.csv', 100, ?, 'text/csv', x'00',"
+            " hex(randomblob(16)), 'complete', ?, ?)", [staff.id, "0" * 64, now, now])
+
+    app.state.db.write(upload)
+    refreshed = auth.client.get("/shares/new/files", params={"listed_at": listed_at, "seen": []})
+    fresh = re.search(r'value="([0-9a-fA-F]+)" id="file-[0-9a-fA-F]+" checked>\s*<input type="hidden" name="seen" value="[^"]+">\s*'
+                      r'<label[^>]*>fresh\.csv', refreshed.text)
+    assert fresh is not None
+    assert len(re.findall(r" checked>", refreshed.text)) == 1
