@@ -45,10 +45,11 @@ class Hasher:
 
     Every hash and verification runs on the hasher's own few threads: one per ``parallelism``
     cores (each hash already runs that many lanes at once), at most ``MAX_CONCURRENT`` (each
-    takes 64 MiB, and fills the memory bus and caches that transfers use too). A flood of password attempts then queues behind
-    itself, holding neither the event loop nor a thread of the pool that serves pages, the
-    database and transfers; and those threads run at a lower CPU priority, so that while they
-    are busy the cores go first to ``/healthz``, pages and transfers.
+    takes 64 MiB, and fills the memory bus and caches that transfers use too). A flood of
+    password attempts then queues behind itself, holding neither the event loop nor a thread of
+    the pool that serves pages, the database and transfers; and those threads run at a lower
+    CPU priority, so that while they are busy the cores go first to ``/healthz``, pages and
+    transfers. A real login in a flood waits for the attempts queued before it.
     """
 
     MAX_CONCURRENT = 4
@@ -57,8 +58,8 @@ class Hasher:
     def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max(1, min(self.MAX_CONCURRENT, cores // parallelism)), thread_name_prefix="relais-argon2", initializer=self._lower_priority,
-            initargs=(self.NICENESS,),
+            max(1, min(self.MAX_CONCURRENT, cores // parallelism)), thread_name_prefix="relais-argon2",
+            initializer=self._lower_priority, initargs=(self.NICENESS,),
         )
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
