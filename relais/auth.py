@@ -150,7 +150,7 @@ def touch_interval(idle: timedelta) -> timedelta:
 
 
 def touch_every(database: Database) -> timedelta:
-    return touch_interval(timedelta(minutes=settings.get(database.conn, "session_idle_minutes")))
+    return touch_interval(timedelta(minutes=database.read_sync(settings.get, "session_idle_minutes")))
 
 
 def keep_alive(database: Database, id_hash: str) -> bool:
@@ -186,8 +186,8 @@ def end_other_sessions(database: Database, user_id: int, keep_id_hash: str | Non
 def live_sessions(database: Database, user_id: int) -> list[dict]:
     """The account's sessions still within both timeouts (what deactivating would end), newest first."""
     now = clock.now()
-    absolute = timedelta(hours=settings.get(database.conn, "session_absolute_hours"))
-    idle = timedelta(minutes=settings.get(database.conn, "session_idle_minutes"))
+    absolute = timedelta(hours=database.read_sync(settings.get, "session_absolute_hours"))
+    idle = timedelta(minutes=database.read_sync(settings.get, "session_idle_minutes"))
     return database.query(
         "SELECT created_at, last_seen_at, ip, user_agent FROM sessions"
         " WHERE user_id = ? AND created_at >= ? AND last_seen_at >= ? ORDER BY last_seen_at DESC",
