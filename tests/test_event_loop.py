@@ -23,7 +23,11 @@ from tests.conftest import form_token
 from tests.serving import Server
 
 HEALTHZ_FACTOR = 10  # median /healthz under the flood, at most this many times the idle median
-TRANSFER_SHARE = 0.5  # a transfer under the flood keeps at least half its idle speed
+# A transfer under the flood keeps at least this share of its idle speed. Not more: argon2 is
+# memory-hard, and on two shared cores its lanes take cache and memory bandwidth from the
+# encryption even at a low CPU priority (bench/flood.py: medians 0.7 for an upload, 0.86 for a
+# download; before the fix 0.003).
+TRANSFER_SHARE = 0.4
 
 
 @pytest.fixture(scope="module")
