@@ -37,11 +37,30 @@
     return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
   }
 
+  // The server's answer behind an error: tus-js-client's own, or the one sessionEnded() kept.
+  function responseOf(error) {
+    if (!error) { return null; }
+    return error.originalResponse || (error.causingError && error.causingError.response) || null;
+  }
+
+  // A session that ended (401) is no reason to forget an upload: tus-js-client drops what it
+  // remembers after any 4xx to its HEAD and starts anew, so a 401 is turned into an error here,
+  // before it gets there. After a new login the same file then continues where it stopped.
+  function sessionEnded(request, response) {
+    if (response.getStatus() === 401) {
+      var error = new Error("session ended");
+      error.response = response;
+      throw error;
+    }
+  }
+
   function serverMessage(error) {
-    var response = error && error.originalResponse;
+    var response = responseOf(error);
     var status = response ? response.getStatus() : 0;
-    if ((status >= 400 && status < 500 || status === 507) && response.getBody()) {  // the server's own words
-      return response.getBody();
+    // The server's own words: in the body, or (an answer to HEAD has none) in Relais-Message.
+    var text = response ? response.getBody() || decodeURIComponent(response.getHeader("Relais-Message") || "") : "";
+    if ((status >= 400 && status < 500 || status === 507) && text) {
+      return text;
     }
     // Anything else is tus-js-client's technical English: the console gets it, the person a sentence.
     if (window.console) { window.console.error(error); }
@@ -143,8 +162,9 @@
       fileReader: wholeFile,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
       removeFingerprintOnSuccess: true,
+      onAfterResponse: sessionEnded,
       onShouldRetry: function (error, retryAttempt, options) {
-        var code = error.originalResponse ? error.originalResponse.getStatus() : 0;
+        var code = responseOf(error) ? responseOf(error).getStatus() : 0;
         // A refusal (4xx) will not change by retrying; 409/423 (busy) and network errors may.
         var retry = !(code >= 400 && code < 500 && code !== 409 && code !== 423);
         if (retry) { say(msg("retrying")); }
@@ -183,7 +203,7 @@
         announce(file.name, text);
         // A refusal (4xx: type, size, name, quota...) would be refused again: no Retry for it.
         // A network or server error (no answer, 5xx, 507 disk full) may pass later.
-        var code = error && error.originalResponse ? error.originalResponse.getStatus() : 0;
+        var code = responseOf(error) ? responseOf(error).getStatus() : 0;
         var refused = code >= 400 && code < 500 && code !== 409 && code !== 423;  // as onShouldRetry
         if (refused) { item.setAttribute("data-refused", ""); }
         setActions(refused ? [remove] : [retry, remove]);

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -157,7 +158,10 @@ def test_without_a_session_every_tus_request_is_401(app, client, auth, staff):
 def test_expired_session_is_401_not_a_redirect(frozen, app, staff_client):
     url = create(staff_client, "idle.csv", len(CSV)).headers["location"]
     frozen.advance(minutes=31)
-    assert_tus(staff_client.head(url, headers=tus_headers(staff_client)), 401)
+    head = staff_client.head(url, headers={**tus_headers(staff_client), "Accept-Language": "fr"})
+    assert_tus(head, 401)
+    # A HEAD has no body: the uploader reads the person's text from this header.
+    assert unquote(head.headers["relais-message"]).startswith("Votre session a pris fin.")
 
 
 def test_tus_refusals_carry_tus_resumable(app, staff_client, monkeypatch):

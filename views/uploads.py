@@ -27,6 +27,7 @@ import hmac
 import logging
 import sqlite3
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from litestar import Request, Response, Router, delete, head, patch, post, route
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
@@ -55,8 +56,12 @@ def _response(status: int, headers: dict | None = None, text: str = "") -> Respo
 
 
 def _say(request: Request, status: int, message: str, **variables) -> Response:
-    """A response whose text (marked with N_), shown to the person by the uploader, is in their language."""
-    return _response(status, text=common.gettext(request, message, **variables))
+    """A response whose text (marked with N_), shown to the person by the uploader, is in their language.
+
+    The text is in the body and, percent-encoded UTF-8, in ``Relais-Message``: an answer to HEAD
+    (the uploader's first request when it resumes) has no body."""
+    text = common.gettext(request, message, **variables)
+    return _response(status, {"Relais-Message": quote(text, safe=" ")}, text=text)
 
 
 def _refused(request: Request, exc: files.FileRefused) -> Response:
