@@ -35,7 +35,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from relais import clock, files, logs, space, storage, targets, uploads
 from relais.i18n import N_
 from relais.spool import Spool
-from views import common, errors, streaming
+from views import common, errors, framework, streaming
 
 log = logging.getLogger("relais")
 
@@ -320,10 +320,7 @@ def _logged_out(request: Request, exc: NotAuthorizedException) -> Response:
 
 
 def _refused_access(request: Request, exc: PermissionDeniedException) -> Response:
-    # The guard lets every member of staff through, so staff refused here were refused by the CSRF
-    # check (Litestar's middleware has no exception class of its own; its text is not a contract).
-    user = common.current_user(request)
-    return _say(request, 403, STALE_PAGE if user is not None and user.is_staff else errors.MESSAGES[403][1])
+    return _say(request, 403, STALE_PAGE if framework.is_csrf_failure(exc) else errors.MESSAGES[403][1])
 
 
 def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Response:
