@@ -299,3 +299,80 @@ def m0005_upload_targets(db: Database) -> None:
         CREATE INDEX uploads_target ON uploads(target_kind, target_id);
         """
     )
+
+
+@migrations(name="0006_link_core")
+def m0006_link_core(db: Database) -> None:
+    # One core for every kind of link (relais.links): events, link sessions and password links are
+    # keyed by the link's kind ('share'; 'request' next) and its object's id, instead of a share_id.
+    db.executescript(
+        """
+        DROP VIEW who_accessed_what;
+
+        -- What happened on a link: access, access_refused (detail: password or wait), locked;
+        -- for shares download_start (a browser took one of the limit's places for a file),
+        -- download_part (bytes one response sent) and download (the bytes one link session
+        -- received since its previous download cover the whole file: counted against the limit).
+        CREATE TABLE link_events (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                    -- share (request next)
+            object_id TEXT NOT NULL,               -- the share's (request's) id
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            file_id TEXT NOT NULL DEFAULT '',
+            ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',       -- the file's name, or why access was refused
+            session TEXT NOT NULL DEFAULT '',      -- SHA-256 of the link session's cookie
+            start INTEGER NOT NULL DEFAULT 0,      -- download_part: first byte sent
+            bytes INTEGER NOT NULL DEFAULT 0       -- download_part: bytes sent
+        );
+        INSERT INTO link_events (id, kind, object_id, at, event, file_id, ip, user_agent, detail, session, start, bytes)
+            SELECT id, 'share', share_id, at, event, file_id, ip, user_agent, detail, session, start, bytes
+            FROM share_events;
+        CREATE INDEX link_events_object ON link_events(kind, object_id, event);
+        CREATE INDEX link_events_file ON link_events(kind, object_id, file_id, session);
+        DROP TABLE share_events;
+
+        -- A browser that typed the right password for one link.
+        CREATE TABLE link_sessions_new (
+            token_hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO link_sessions_new SELECT token_hash, 'share', share_id, created_at, expires_at, ip, user_agent
+            FROM link_sessions;
+        DROP TABLE link_sessions;
+        ALTER TABLE link_sessions_new RENAME TO link_sessions;
+        CREATE INDEX link_sessions_object ON link_sessions(kind, object_id);
+
+        -- One-time links that reveal a link's password once; the password is encrypted under a
+        -- key derived from the link's token, which is not stored.
+        CREATE TABLE password_links_new (
+            token_hash TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            secret BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        INSERT INTO password_links_new SELECT token_hash, 'share', share_id, secret, created_at, expires_at
+            FROM password_links;
+        DROP TABLE password_links;
+        ALTER TABLE password_links_new RENAME TO password_links;
+        CREATE INDEX password_links_object ON password_links(kind, object_id);
+
+        CREATE VIEW who_accessed_what AS
+            SELECT link_events.at, link_events.event, link_events.ip, link_events.user_agent,
+                   shares.id AS share_id, users.email AS owner,
+                   coalesce(files.name, link_events.detail) AS file_name,
+                   link_events.kind, link_events.object_id
+            FROM link_events JOIN shares ON link_events.kind = 'share' AND shares.id = link_events.object_id
+            JOIN users ON users.id = shares.owner_id
+            LEFT JOIN files ON files.id = link_events.file_id;
+        """
+    )

@@ -2,7 +2,8 @@
 
 A share owns the files attached to it: they leave the owner's "My files" and are crypto-shredded
 with the share. The link token (256 bits) and the password are stored only as a SHA-256 and an
-argon2id hash. The recipient's side (unlocking, downloading) is in :mod:`relais.links`.
+argon2id hash. The recipient's side is the link core (:mod:`relais.links`, kind ``share``) with
+:mod:`relais.links.downloads` on top.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from relais import audit, clock, emails, files, i18n, mail, passwords, settings
+from relais import audit, clock, emails, files, i18n, links, mail, passwords, settings
 from relais import paging
 from relais.db import Database
 from relais.i18n import N_
@@ -122,8 +123,6 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
     Returns (share, link token, password, password-link token or ""): the only moment the
     password exists in clear.
     """
-    from relais import links
-
     recipients = parse_recipients(new.recipients)
     if len(new.message) > MAX_MESSAGE:
         raise ShareRefused("message_too_long")
@@ -165,7 +164,7 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
         audit.record(db, who, "share.create", share_id, files=len(file_ids), recipients=len(recipients),
                      expires_days=new.expires_days, download_limit=new.download_limit,
                      delete_after_download=new.delete_after_download, password="typed" if new.password else "generated")
-        share = get(db, share_id)
+        share = Share.from_row(_row(db, share_id))
         for recipient in recipients:
             db.execute("INSERT INTO share_recipients (share_id, email) VALUES (?, ?)", [share_id, recipient])
             subject, text, html = emails.render(
@@ -177,17 +176,22 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
             mail.queue(db, who, to=recipient, subject=subject, text=text, html=html, kind="share",
                        object=share_id, language=new.language)
         audit.record(db, who, "share.password_shown", share_id)
-        password_token = links.create_password_link(db, who, share_id, password) if password_link else ""
+        password_token = links.create_password_link(db, who, KIND, share_id, password) if password_link else ""
         return share, password_token
 
     share, password_token = database.write(insert)
     return share, token, password, password_token
 
 
-def get(conn, share_id: str) -> Share | None:
-    """Works on a read connection and inside a write alike (both are sqlite-utils databases)."""
-    rows = list(conn.query("SELECT * FROM shares WHERE id = ?", [share_id]))
-    return Share.from_row(rows[0]) if rows else None
+def _row(db, share_id: str) -> dict | None:
+    """For reads (the Database) and inside a write alike: both answer ``query``."""
+    rows = list(db.query("SELECT * FROM shares WHERE id = ?", [share_id]))
+    return rows[0] if rows else None
+
+
+def get(database: Database, share_id: str) -> Share | None:
+    row = _row(database, share_id)
+    return Share.from_row(row) if row else None
 
 
 def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
@@ -209,18 +213,28 @@ def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PE
 
 def visible_to(database: Database, user, share_id: str) -> Share | None:
     """The share if this staff member may see it (its owner, or an admin); else None."""
-    share = get(database.conn, share_id)
+    share = get(database, share_id)
     if share is None or not (user.is_admin or share.owner_id == user.id):
         return None
     return share
 
 
-def recipients(conn, share_id: str) -> list[str]:
-    return [row["email"] for row in conn.query("SELECT email FROM share_recipients WHERE share_id = ? ORDER BY email", [share_id])]
+def _recipients(db, share_id: str) -> list[str]:
+    return [row["email"] for row in db.query("SELECT email FROM share_recipients WHERE share_id = ? ORDER BY email", [share_id])]
 
 
-def share_files(conn, share_id: str) -> list[files.StoredFile]:
-    rows = conn.query(
+def recipients(database: Database, share_id: str) -> list[str]:
+    return _recipients(database, share_id)
+
+
+# The share as a kind of link: the link core finds, unlocks and locks it through this.
+KIND = links.Kind(name="share", table="shares", from_row=Share.from_row, recipients=_recipients,
+                  staff_path="/shares/{id}")
+
+
+def share_files(database: Database, share_id: str) -> list[files.StoredFile]:
+    """The share's files; ``database`` may also be the connection inside a write (delete does so)."""
+    rows = database.query(
         "SELECT files.* FROM files JOIN share_files ON share_files.file_id = files.id"
         " WHERE share_files.share_id = ? AND files.state = 'complete' ORDER BY files.name", [share_id],
     )
@@ -229,8 +243,7 @@ def share_files(conn, share_id: str) -> list[files.StoredFile]:
 
 def activity(database: Database, share_id: str) -> list[dict]:
     """What the owner sees: accesses, refusals, downloads started and completed (not each part)."""
-    return database.query("SELECT * FROM share_events WHERE share_id = ? AND event != 'download_part' ORDER BY id",
-                          [share_id])
+    return links.events(database, KIND, share_id)
 
 
 def open_of_owner(database: Database, owner_id: int) -> list[dict]:
@@ -242,9 +255,9 @@ def open_of_owner(database: Database, owner_id: int) -> list[dict]:
 
 
 def revoke(database: Database, config, who: audit.Who, share: Share) -> None:
-    """The link stops working at once, and its files are shredded (nothing is kept)."""
-    database.execute("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [clock.now_iso(), share.id])
-    delete(database, config, who, share, action="share.revoke")
+    """The link stops working at once, and its files are shredded (nothing is kept): the state,
+    the keys and the audit row in one transaction."""
+    delete(database, config, who, share, action="share.revoke", revoke=True)
 
 
 def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin: bool) -> None:
@@ -261,21 +274,28 @@ def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin
     database.write(update)
 
 
-def delete(database: Database, config, who: audit.Who, share: Share, action: str = "share.delete") -> None:
-    """Crypto-shred the share's files (keys first, in the transaction), then unlink the data files.
+def delete(database: Database, config, who: audit.Who, share: Share, action: str = "share.delete",
+           revoke: bool = False) -> None:
+    """Crypto-shred the share's files, all in one transaction: its state (revoked, deleted), the
+    files' keys, everything else that could lead to or describe the files (the message, the link
+    sessions, the password link, unsent mails, the bodies with the link of mails already sent)
+    and the audit row. Either all of it commits or none of it does.
 
-    What else could lead to or describe the files goes too: the message, the link sessions, the
-    password link, unsent mails, and the bodies (with the link) of the mails already sent.
+    Only then are the data files unlinked: without their keys they are noise already, and if the
+    process dies before unlinking them, the orphan sweep of the next purge removes them
+    (``files.purge_orphans``, part of ``retention.purge_all``).
     """
 
     def doomed(db) -> list[dict]:
+        # Read inside the transaction: a file attached meanwhile cannot escape the shredding.
         return [asdict(stored) for stored in share_files(db, share.id)]
 
     def update(db, rows: list[dict]):
+        if revoke:
+            db.execute("UPDATE shares SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", [clock.now_iso(), share.id])
         db.execute("UPDATE shares SET deleted_at = coalesce(deleted_at, ?), password_hash = '', message = ''"
                    " WHERE id = ?", [clock.now_iso(), share.id])
-        db.execute("DELETE FROM link_sessions WHERE share_id = ?", [share.id])
-        db.execute("DELETE FROM password_links WHERE share_id = ?", [share.id])
+        links.forget(db, KIND, share.id)
         forgotten = mail.forget(db, share.id)
         audit.record(db, who, action, share.id, files=[row["sha256"] for row in rows])
         return forgotten
@@ -296,5 +316,5 @@ def purge(database: Database, config) -> int:
         [clock.now_iso()],
     )
     for row in rows:
-        delete(database, config, audit.SYSTEM, get(database.conn, row["id"]), action="share.purge")
+        delete(database, config, audit.SYSTEM, get(database, row["id"]), action="share.purge")
     return len(rows)

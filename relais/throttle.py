@@ -1,6 +1,6 @@
 """Counting failures and locking for a while: shared by logins and link passwords.
 
-A key ('account:<email>', 'ip:<address>', 'share:<id>') gathers failures; past ``threshold`` it is
+A key ('account:<email>', 'ip:<address>', '<link kind>:<id>') gathers failures; past ``threshold`` it is
 locked 1, 2, 4, 8... minutes, never longer than ``max_minutes``. Attempts made while locked are
 refused without being checked or counted, so a guesser gains nothing by hammering.
 """
@@ -13,14 +13,15 @@ from datetime import timedelta
 from relais import clock
 
 
-def locked_for(conn, keys: list[str]) -> int:
-    """Seconds until every key is unlocked (0: none is locked)."""
+def locked_for(db, keys: list[str]) -> int:
+    """Seconds until every key is unlocked (0: none is locked). ``db``: the Database, or the
+    connection inside a write (to tell the person, in the write that locked them, how long)."""
     now = clock.now()
     wait = 0
     for key in keys:
-        row = conn.execute("SELECT locked_until FROM login_throttle WHERE key = ?", [key]).fetchone()
-        if row and row[0] and clock.parse(row[0]) > now:
-            wait = max(wait, math.ceil((clock.parse(row[0]) - now).total_seconds()))
+        for row in db.query("SELECT locked_until FROM login_throttle WHERE key = ?", [key]):
+            if row["locked_until"] and clock.parse(row["locked_until"]) > now:
+                wait = max(wait, math.ceil((clock.parse(row["locked_until"]) - now).total_seconds()))
     return wait
 
 
@@ -47,8 +48,8 @@ def count_failure(db, key: str, threshold: int, max_minutes: int) -> int:
     return failures if locked_until else 0
 
 
-def client_locked(conn, ip: str) -> bool:
-    return locked_for(conn, [f"ip:{ip}"]) > 0
+def client_locked(database, ip: str) -> bool:
+    return locked_for(database, [f"ip:{ip}"]) > 0
 
 
 def count_client_failure(db, ip: str) -> None:

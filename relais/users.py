@@ -208,7 +208,7 @@ def peek_login_link(database: Database, token: str) -> User | None:
 
 def use_login_link(database: Database, who: audit.Who, token: str) -> User | None:
     """Consume the link: it works once. Returns its account, or None if used, expired or unknown."""
-    if throttle.client_locked(database.conn, who.ip):
+    if throttle.client_locked(database, who.ip):
         return None
 
     def consume(db):

@@ -208,17 +208,18 @@ def test_ranges_cannot_dodge_the_download_limit(app, auth, staff, guest):
         assert other.get(f"{link}/files/{stored.id}", headers={"range": "bytes=100-"}).status_code == 410
         assert other.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-"}).status_code == 410
         assert other.get(f"{link}/zip").status_code == 410
-    starts = app.state.db.scalar("SELECT count(*) FROM share_events WHERE event = 'download_start'")
+    starts = app.state.db.scalar("SELECT count(*) FROM link_events WHERE event = 'download_start'")
     assert starts == 1
 
 
 def test_a_download_cut_off_is_not_complete(app, auth, staff, guest):
-    from relais import links
+    from relais import shares
+    from relais.links import downloads as links
 
     auth.login()
     stored = store(app, staff, "registry.csv", CSV)
     create_share(auth, [stored.id])
-    share = links.shares.get(app.state.db.conn, app.state.db.scalar("SELECT id FROM shares"))
+    share = shares.get(app.state.db, app.state.db.scalar("SELECT id FROM shares"))
     links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 0, 1000)], "session-a", app.state.config)
     assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None
     links.record_download(app.state.db, audit.SYSTEM, share, [(stored, 5000, len(CSV) - 5000)], "session-a", app.state.config)
@@ -271,7 +272,7 @@ def test_opening_the_link_changes_nothing(app, shared, guest):
     for _ in range(3):
         guest.get(link)
         guest.head(link)
-    assert app.state.db.scalar("SELECT count(*) FROM share_events") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM link_events") == 0
 
 
 @pytest.mark.parametrize(
@@ -410,14 +411,14 @@ def test_a_download_in_progress_stops_when_the_share_is_revoked(app, auth, staff
     token = link_token(app)
     unlock(guest, f"/s/{token}", share_password(created.text))
     monkeypatch.setattr(link_views, "CHECK_EVERY", 1)
-    monkeypatch.setattr(links, "still_open", lambda database, share_id: False)  # revoked meanwhile
+    monkeypatch.setattr(links, "still_open", lambda database, kind, share_id: False)  # revoked meanwhile
     try:
         response = guest.get(f"/s/{token}/files/{stored.id}")
         received = len(response.content)
     except httpx.HTTPError:
         received = 0
     assert received < len(big)
-    assert app.state.db.scalar("SELECT count(*) FROM share_events WHERE event = 'download'") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM link_events WHERE event = 'download'") == 0
 
 
 def test_deleting_a_share_forgets_the_link_and_the_message(app, config, auth, shared):

@@ -16,8 +16,11 @@ from litestar import Request, Router, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from relais import links, passwords, shares, terms, users
+from relais import links, passwords, shares, users
+from relais.links import downloads as share_downloads
 from views import common, downloads
+
+SHARE = shares.KIND
 
 
 @dataclass
@@ -39,24 +42,31 @@ def _invalid(request: Request) -> Template:
 def _files_page(request: Request, token: str, share: shares.Share) -> Template:
     database = common.db(request)
     owner = users.get(database, share.owner_id)
-    listed = shares.share_files(database.conn, share.id)
+    listed = shares.share_files(database, share.id)
     return common.render(
         request, "links/files.html", token=token, share=share, owner=owner, files=listed,
-        left={f.id: links.downloads_left(database, share, f.id) for f in listed},
+        left=share_downloads.files_left(database, share, listed),
     )
 
 
-def _password_page(request: Request, token: str, status: int = 200, error: str = "") -> Template:
-    current = terms.current(common.db(request).conn, common.lang(request))
-    return common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
+def _password_page(request: Request, token: str, status: int = 200, error: str = "", retry_after: int = 0) -> Template:
+    current = links.current_terms(common.db(request), common.lang(request))
+    page = common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
+    if retry_after:
+        page.headers["Retry-After"] = str(retry_after)  # RFC 9110: seconds until a try is checked again
+    return page
+
+
+def _wait_minutes(seconds: int) -> int:
+    return max(1, math.ceil(seconds / 60))
 
 
 @route("/s/{token:str}", http_method=["GET", "HEAD"], name="link", sync_to_thread=True)
 def open_link(request: Request, token: str) -> Template:
-    share = links.session_share(common.db(request), token, request.cookies.get(_cookie_name(token)))
+    share = links.session_object(common.db(request), SHARE, token, request.cookies.get(_cookie_name(token)))
     if share is not None:
         return _files_page(request, token, share)
-    if links.find_open(common.db(request), token) is None:
+    if links.find_open(common.db(request), SHARE, token) is None:
         return _invalid(request)
     return _password_page(request, token)
 
@@ -65,26 +75,32 @@ def open_link(request: Request, token: str) -> Template:
 def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
     """The password and the Access button; accepting the terms is recorded with the access."""
     state = request.app.state
-    result = links.unlock(state.db, state.hasher, common.who(request), token, data.password, state.config.base_url)
+    result = links.unlock(state.db, state.hasher, SHARE, common.who(request), token, data.password,
+                          state.config.base_url)
     if result.outcome is links.Unlock.OK:
         response = Redirect(f"/s/{token}", status_code=303)
         response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
                             httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
         return response
-    if links.find_open(state.db, token) is None:
+    if links.find_open(state.db, SHARE, token) is None:
         return _invalid(request)
     if result.outcome is links.Unlock.WAIT:
-        minutes = max(1, math.ceil(result.retry_after / 60))
         message = common.ngettext(request, "Too many wrong passwords. Try again in %(num)s minute.",
-                                  "Too many wrong passwords. Try again in %(num)s minutes.", minutes)
-        return _password_page(request, token, 429, message)
+                                  "Too many wrong passwords. Try again in %(num)s minutes.",
+                                  _wait_minutes(result.retry_after))
+        return _password_page(request, token, 429, message, result.retry_after)
+    if result.retry_after:  # this wrong password made the next try wait: say so now, not at the next try
+        message = common.ngettext(request, "This password is not correct. You can try again in %(num)s minute.",
+                                  "This password is not correct. You can try again in %(num)s minutes.",
+                                  _wait_minutes(result.retry_after))
+        return _password_page(request, token, 401, message, result.retry_after)
     return _password_page(request, token, 401, common.gettext(request, "This password is not correct."))
 
 
 def _unlocked(request: Request, token: str) -> tuple[shares.Share, str]:
     """The share and the link session's hash, or 404."""
     cookie = request.cookies.get(_cookie_name(token))
-    share = links.session_share(common.db(request), token, cookie)
+    share = links.session_object(common.db(request), SHARE, token, cookie)
     if share is None:
         raise NotFoundException()
     return share, passwords.token_hash(cookie)
@@ -104,7 +120,7 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
         sent, finished = 0, False
         try:
             async for n, chunk in _numbered(inner):
-                if n and n % CHECK_EVERY == 0 and not await common.in_thread(links.still_open, state.db, share.id):
+                if n and n % CHECK_EVERY == 0 and not await common.in_thread(links.still_open, state.db, SHARE, share.id):
                     return  # the connection ends early; the client sees an incomplete download
                 sent += len(chunk)
                 yield chunk
@@ -117,7 +133,8 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
             if done:
                 # Shielded: a client that disconnects cancels the response, never the bookkeeping.
                 with CancelScope(shield=True):
-                    await common.in_thread(links.record_download, state.db, who, share, done, session, state.config)
+                    await common.in_thread(share_downloads.record_download, state.db, who, share, done, session,
+                                           state.config)
 
     response.iterator = counting()
     return response
@@ -134,7 +151,7 @@ async def _numbered(iterator):
 def download_file(request: Request, token: str, file_id: str) -> Response:
     share, session = _unlocked(request, token)
     database = common.db(request)
-    chosen = [f for f in shares.share_files(database.conn, share.id) if f.id == file_id]
+    chosen = [f for f in shares.share_files(database, share.id) if f.id == file_id]
     if not chosen:
         raise NotFoundException()
     stored = chosen[0]
@@ -142,7 +159,7 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
     if wanted == "unsatisfiable":
         return downloads.file_response(request, stored)  # 416: nothing is sent, nothing counted
     start = wanted[0] if wanted else 0
-    if not links.start_download(database, common.who(request), share, stored, session, start):
+    if not share_downloads.start_download(database, common.who(request), share, stored, session):
         return common.render(request, "links/limit.html", status_code=410)
     return _counted(request, downloads.file_response(request, stored), share, session, single=(stored, start))
 
@@ -151,8 +168,8 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
 def download_zip(request: Request, token: str) -> Response:
     share, session = _unlocked(request, token)
     database, who = common.db(request), common.who(request)
-    chosen = [f for f in shares.share_files(database.conn, share.id)
-              if links.start_download(database, who, share, f, session, 0)]
+    chosen = [f for f in shares.share_files(database, share.id)
+              if share_downloads.start_download(database, who, share, f, session)]
     if not chosen:
         return common.render(request, "links/limit.html", status_code=410)
     return _counted(request, downloads.zip_response(request, chosen), share, session, zipped=chosen)

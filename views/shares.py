@@ -163,11 +163,11 @@ def _visible(request: Request, share_id: str) -> shares.Share:
 def show_share(request: Request, share_id: str) -> Template:
     share = _visible(request, share_id)
     database = common.db(request)
-    recipients = shares.recipients(database.conn, share_id)
+    recipients = shares.recipients(database, share_id)
     return common.render(
         request, "shares/detail.html", share=share, status=share.status(), status_names=STATUS_NAMES,
         shown_status=shown_status(share),
-        files=shares.share_files(database.conn, share_id), recipients=recipients,
+        files=shares.share_files(database, share_id), recipients=recipients,
         events=shares.activity(database, share_id), event_names=EVENT_NAMES,
         error=request.query_params.get("error", ""),
         notice=request.query_params.get("notice", ""), max_days=settings.get(database.conn, "share_max_days"),

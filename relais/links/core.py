@@ -1,0 +1,193 @@
+"""The core every kind of link shares: find, unlock, link sessions, events, lock.
+
+Opening a link (GET or HEAD, as mail scanners do) changes nothing. Unlocking checks the password
+(argon2id, throttled per link and per address; the link locks after repeated failures and its
+owner is told) and opens a short link session bound to that one link, recording acceptance of
+the current terms. Functions that take ``db`` run inside a write (``Database.write``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from relais import audit, clock, emails, passwords, settings, terms, throttle
+from relais.db import Database
+
+LINK_SESSION = timedelta(hours=2)
+MAX_TOKEN = 100  # longer than any token we make: refused before hashing
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of link and where its objects live.
+
+    ``table`` holds the columns every link has: ``id``, ``owner_id``, ``token_hash`` (SHA-256 of
+    the link token), ``password_hash`` (argon2id), ``failed_attempts`` (wrong passwords since the
+    last right one) and ``locked_at``. ``from_row`` makes the kind's object, which has ``id``,
+    ``owner_id`` and ``open`` (may the guest still get in?). ``recipients(db, id)`` lists whom
+    the link was sent to, for the owner's lock warning; ``staff_path`` is the owner's page of it.
+    """
+
+    name: str
+    table: str
+    from_row: Callable[[dict], Any]
+    recipients: Callable[[Any, str], list[str]]
+    staff_path: str  # with {id}
+
+    def subject(self, object_id: str) -> str:
+        """The throttle key, and the terms acceptance's subject: ``share:<id>``."""
+        return f"{self.name}:{object_id}"
+
+
+class Unlock(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"  # wrong password, unknown, expired, revoked: one answer
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class UnlockResult:
+    outcome: Unlock
+    session_token: str = ""
+    retry_after: int = 0  # seconds before the next try is checked (WAIT, or INVALID that started a wait)
+
+
+def _row(db, kind: Kind, object_id: str) -> dict | None:
+    rows = list(db.query(f"SELECT * FROM {kind.table} WHERE id = ?", [object_id]))
+    return rows[0] if rows else None
+
+
+def load(database: Database, kind: Kind, object_id: str):
+    """The link's object, open or not; None if there is none."""
+    row = _row(database, kind, object_id)
+    return kind.from_row(row) if row else None
+
+
+def find_open(database: Database, kind: Kind, token: str):
+    """The object behind a link token if the guest may still use it; None tells nothing more."""
+    if not token or len(token) > MAX_TOKEN:
+        return None
+    row = database.query_one(f"SELECT * FROM {kind.table} WHERE token_hash = ?", [passwords.token_hash(token)])
+    found = kind.from_row(row) if row else None
+    return found if found is not None and found.open else None
+
+
+def still_open(database: Database, kind: Kind, object_id: str) -> bool:
+    """For a transfer in progress: stop it once the link is revoked, deleted, locked or expired."""
+    found = load(database, kind, object_id)
+    return found is not None and found.open
+
+
+def current_terms(database: Database, language: str) -> dict | None:
+    """The terms the Access button accepts."""
+    return terms.current(database.conn, language)
+
+
+def event(db, who: audit.Who, kind: Kind, object_id: str, what: str, file_id: str = "", session: str = "",
+          detail: str = "", start: int = 0, count: int = 0, **audited) -> None:
+    """What the owner sees in the link's activity, and the same in the audit trail (``<kind>.<what>``).
+    A ``download_part`` is only a link event: the audit trail has its own row per response."""
+    db.execute(
+        "INSERT INTO link_events (kind, object_id, at, event, file_id, ip, user_agent, detail, session, start, bytes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [kind.name, object_id, clock.now_iso(), what, file_id, who.ip, who.user_agent[:500], detail, session, start,
+         count],
+    )
+    if what != "download_part":
+        audit.record(db, who, f"{kind.name}.{what}", object_id, **({"file": file_id} if file_id else {}), **audited)
+
+
+def events(database: Database, kind: Kind, object_id: str) -> list[dict]:
+    """What the owner sees: accesses, refusals, locks, downloads started and completed (not each part)."""
+    return database.query(
+        "SELECT * FROM link_events WHERE kind = ? AND object_id = ? AND event != 'download_part' ORDER BY id",
+        [kind.name, object_id],
+    )
+
+
+def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.Who, token: str, password: str,
+           base_url: str) -> UnlockResult:
+    """The password and the Access button: on success a new link session (its token, for a cookie)."""
+    found = find_open(database, kind, token)
+    keys = [kind.subject(found.id if found else "unknown"), f"ip:{who.ip}"]
+    wait = throttle.locked_for(database, keys)
+    if wait:
+        if found:
+            database.write(event, who, kind, found.id, "access_refused", detail="wait", reason="wait")
+        return UnlockResult(Unlock.WAIT, retry_after=wait)
+    stored = _row(database, kind, found.id)["password_hash"] if found else None
+    # One argon2 verification whatever the case, so an unknown link answers like a wrong password.
+    ok = len(password) <= passwords.MAX_LENGTH and hasher.verify(stored, password) and found is not None
+    if ok:
+        session = passwords.new_token()
+
+        def grant(db):
+            throttle.clear(db, keys[0])
+            db.execute(f"UPDATE {kind.table} SET failed_attempts = 0 WHERE id = ?", [found.id])
+            now = clock.now()
+            db.execute(
+                "INSERT INTO link_sessions (token_hash, kind, object_id, created_at, expires_at, ip, user_agent)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [passwords.token_hash(session), kind.name, found.id, clock.iso(now), clock.iso(now + LINK_SESSION),
+                 who.ip, who.user_agent[:500]],
+            )
+            version = terms.record_acceptance(db, who, subject=kind.subject(found.id))
+            event(db, who, kind, found.id, "access", terms_version=version)
+
+        database.write(grant)
+        return UnlockResult(Unlock.OK, session_token=session)
+
+    def refuse(db) -> int:
+        lock_minutes = settings.get(db, "login_lock_minutes")
+        throttle.count_failure(db, keys[1], settings.get(db, "client_failures_before_lock"), lock_minutes)
+        if found is None:
+            audit.record(db, who, f"{kind.name}.access_refused", "unknown")
+            return throttle.locked_for(db, keys[1:])
+        event(db, who, kind, found.id, "access_refused", detail="password", reason="password")
+        throttle.count_failure(db, keys[0], settings.get(db, "link_failures_before_wait"), lock_minutes)
+        # The lock counts every failure since the last success, however slowly they come.
+        db.execute(f"UPDATE {kind.table} SET failed_attempts = failed_attempts + 1 WHERE id = ?", [found.id])
+        failures = _row(db, kind, found.id)["failed_attempts"]
+        if failures >= settings.get(db, "link_failures_before_lock"):
+            _lock(db, who, kind, found, failures, base_url)
+        return throttle.locked_for(db, keys)
+
+    # The person is told at once when this failure makes the next try wait (page and Retry-After).
+    return UnlockResult(Unlock.INVALID, retry_after=database.write(refuse))
+
+
+def _lock(db, who: audit.Who, kind: Kind, found, failures: int, base_url: str) -> None:
+    """Lock the link for good and tell its owner (inside the write that counted the failure)."""
+    from relais import mail
+
+    db.execute(f"UPDATE {kind.table} SET locked_at = ? WHERE id = ?", [clock.now_iso(), found.id])
+    db.execute("DELETE FROM link_sessions WHERE kind = ? AND object_id = ?", [kind.name, found.id])
+    event(db, who, kind, found.id, "locked", failures=failures)
+    owner = db.execute("SELECT email, language FROM users WHERE id = ?", [found.owner_id]).fetchone()
+    recipients = ", ".join(kind.recipients(db, found.id))
+    subject, text, html = emails.render("locked", owner[1], count=failures, recipients=recipients,
+                                        link=base_url + kind.staff_path.format(id=found.id))
+    mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind=f"{kind.name}_locked",
+               object=found.id, language=owner[1])
+
+
+def session_object(database: Database, kind: Kind, token: str, session_token: str | None):
+    """The link's object, when this browser unlocked this very link and it is still open."""
+    found = find_open(database, kind, token)
+    if found is None or not session_token or len(session_token) > MAX_TOKEN:
+        return None
+    row = database.query_one(
+        "SELECT 1 FROM link_sessions WHERE token_hash = ? AND kind = ? AND object_id = ? AND expires_at > ?",
+        [passwords.token_hash(session_token), kind.name, found.id, clock.now_iso()],
+    )
+    return found if row else None
+
+
+def forget(db, kind: Kind, object_id: str) -> None:
+    """Inside a write: nothing that leads into the link stays (its sessions, its password link)."""
+    db.execute("DELETE FROM link_sessions WHERE kind = ? AND object_id = ?", [kind.name, object_id])
+    db.execute("DELETE FROM password_links WHERE kind = ? AND object_id = ?", [kind.name, object_id])

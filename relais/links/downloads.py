@@ -1,0 +1,138 @@
+"""What a share's recipient downloads, on top of the link core: the download limit, what counts
+as a download, the owner's receipt and "delete after download".
+
+A download counts when the bytes one link session received since its previous download cover
+the whole file, in one response or in several ranged ones (a resumed download, a download
+manager's parallel segments); a zip counts as a download of each file it contained once it was
+sent whole. A partial response, such as a 28-byte Range probe, never counts as a download.
+"""
+
+from __future__ import annotations
+
+from relais import audit, clock, emails, shares
+from relais.db import Database
+from relais.links import core
+
+KIND = shares.KIND
+
+
+def _last_download(db, share_id: str, file_id: str, session: str) -> int:
+    """The id of this session's last complete download of the file (0: none)."""
+    rows = list(db.query(
+        "SELECT max(id) AS id FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ? AND session = ?"
+        " AND event = 'download'", [KIND.name, share_id, file_id, session]))
+    return rows[0]["id"] or 0
+
+
+def _completed(db, share_id: str, file_id: str) -> int:
+    rows = list(db.query(
+        "SELECT count(*) AS n FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ? AND event = 'download'",
+        [KIND.name, share_id, file_id]))
+    return rows[0]["n"]
+
+
+def _holders(db, share_id: str, file_id: str) -> set[str]:
+    """The link sessions holding a place for the file: they began a download of it (download_start)
+    that has not completed since, and their link session has not ended."""
+    rows = db.query(
+        "SELECT DISTINCT s.session FROM link_events s"
+        " JOIN link_sessions ON link_sessions.token_hash = s.session AND link_sessions.expires_at > ?"
+        " WHERE s.kind = ? AND s.object_id = ? AND s.file_id = ? AND s.event = 'download_start'"
+        " AND NOT EXISTS (SELECT 1 FROM link_events d WHERE d.kind = s.kind AND d.object_id = s.object_id"
+        " AND d.file_id = s.file_id AND d.session = s.session AND d.event = 'download' AND d.id > s.id)",
+        [clock.now_iso(), KIND.name, share_id, file_id])
+    return {row["session"] for row in rows}
+
+
+def files_left(database: Database, share: shares.Share, listed) -> dict[str, bool]:
+    """For the page: which files can still be downloaded? (``start_download`` decides.)"""
+    return {f.id: share.download_limit is None or _completed(database, share.id, f.id) < share.download_limit
+            for f in listed}
+
+
+def start_download(database: Database, who: audit.Who, share: shares.Share, stored, session: str) -> bool:
+    """Before the first byte of a response: may this browser have (this part of) this file now?
+
+    The limit counts complete downloads. A browser that began a download of the file holds one
+    of the limit's places until that download completes or its link session ends (2 hours); its
+    further responses (ranges, a resumption, parallel segments) take no other place. A new
+    download needs a free place: completed downloads plus places held by other browsers below
+    the limit. This is decided in the single writer's transaction, where admissions run one at
+    a time: parallel requests cannot all see the last free place, so they cannot slip past the
+    limit together. A place held rather than a byte count also means pieces fetched by many
+    browsers never add up to more downloads than the limit allows, while a probe costs nothing
+    once its browser completes the download, and at most a place for two hours otherwise.
+    """
+
+    def admit(db):
+        holders = _holders(db, share.id, stored.id)
+        if session in holders:
+            return True
+        if share.download_limit is not None and (
+                _completed(db, share.id, stored.id) + len(holders) >= share.download_limit):
+            return False
+        core.event(db, who, KIND, share.id, "download_start", stored.id, session=session, detail=stored.name,
+                   name=stored.name)
+        return True
+
+    return database.write(admit)
+
+
+def _covered(spans: list[tuple[int, int]], size: int) -> bool:
+    """Do the byte ranges [start, end) together cover the whole file?"""
+    reached = 0
+    for start, end in sorted(spans):
+        if start > reached:
+            return False
+        reached = max(reached, end)
+    return reached >= size
+
+
+def record_download(database: Database, who: audit.Who, share: shares.Share, sent: list[tuple], session: str,
+                    config) -> None:
+    """After a response ended (finished or cut off): note what was sent to whom, as (file, first
+    byte, bytes sent). A file counts as downloaded when the bytes this link session received since
+    its previous download cover all of it; then the owner's receipt, and "delete after download"."""
+
+    def record(db):
+        for stored, start, count in sent:
+            core.event(db, who, KIND, share.id, "download_part", stored.id, session=session, detail=stored.name,
+                       start=start, count=count)
+            since = _last_download(db, share.id, stored.id, session)
+            spans = [(r["start"], r["start"] + r["bytes"]) for r in db.query(
+                "SELECT start, bytes FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ?"
+                " AND session = ? AND event = 'download_part' AND id > ?",
+                [KIND.name, share.id, stored.id, session, since])]
+            if _covered(spans, stored.size):
+                core.event(db, who, KIND, share.id, "download", stored.id, session=session, detail=stored.name,
+                           name=stored.name)
+            else:
+                audit.record(db, who, "share.download_partial", share.id, file=stored.id, start=start, bytes=count)
+        missing = db.execute(
+            "SELECT count(*) FROM share_files WHERE share_id = ? AND file_id NOT IN"
+            " (SELECT file_id FROM link_events WHERE kind = ? AND object_id = ? AND event = 'download')",
+            [share.id, KIND.name, share.id],
+        ).fetchone()[0]
+        if missing:
+            return False
+        if db.execute("UPDATE shares SET downloaded_at = ? WHERE id = ? AND downloaded_at IS NULL",
+                      [clock.now_iso(), share.id]).rowcount == 1:
+            _receipt(db, share, who, config.base_url)
+        return True
+
+    everything = database.write(record)
+    if everything and share.delete_after_download and core.still_open(database, KIND, share.id):
+        shares.delete(database, config, audit.SYSTEM, share, action="share.delete_after_download")
+
+
+def _receipt(db, share: shares.Share, who: audit.Who, base_url: str) -> None:
+    from relais import mail
+
+    owner = db.execute("SELECT email, language FROM users WHERE id = ?", [share.owner_id]).fetchone()
+    recipients = ", ".join(KIND.recipients(db, share.id))
+    names = [r[0] for r in db.execute(
+        "SELECT name FROM files JOIN share_files ON file_id = id WHERE share_id = ? ORDER BY name", [share.id])]
+    subject, text, html = emails.render("receipt", owner[1], recipients=recipients, at=clock.now_iso(), ip=who.ip,
+                                        files=names, link=f"{base_url}/shares/{share.id}")
+    mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind="receipt",
+               object=share.id, language=owner[1])
