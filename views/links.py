@@ -115,21 +115,24 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
     counted only if the whole zip went out."""
     state, who = request.app.state, common.who(request)
     inner = response.iterator
+    length = int(response.headers["Content-Length"])
 
     async def counting():
-        sent, finished = 0, False
+        sent = 0
         try:
             async for n, chunk in _numbered(inner):
                 if n and n % CHECK_EVERY == 0 and not await common.in_thread(links.still_open, state.db, SHARE, share.id):
                     return  # the connection ends early; the client sees an incomplete download
                 sent += len(chunk)
                 yield chunk
-            finished = True
         finally:
             if single is not None:
                 done = [(single[0], single[1], sent)]
             else:
-                done = [(stored, 0, stored.size) for stored in zipped] if finished else []
+                # Whole when every byte went out, not when the iterator ran to its end: a client
+                # that has all it was promised closes the connection, and the server may cancel
+                # the response before it notices that nothing more is due.
+                done = [(stored, 0, stored.size) for stored in zipped] if sent == length else []
             if done:
                 # Shielded: a client that disconnects cancels the response, never the bookkeeping.
                 with CancelScope(shield=True):

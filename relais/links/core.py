@@ -19,6 +19,7 @@ from relais.db import Database
 
 LINK_SESSION = timedelta(hours=2)
 MAX_TOKEN = 100  # longer than any token we make: refused before hashing
+HIDDEN = ("download_response", "download_part")  # bookkeeping, not shown to the owner
 
 
 @dataclass(frozen=True)
@@ -90,22 +91,23 @@ def current_terms(database: Database, language: str) -> dict | None:
 def event(db, who: audit.Who, kind: Kind, object_id: str, what: str, file_id: str = "", session: str = "",
           detail: str = "", start: int = 0, count: int = 0, **audited) -> None:
     """What the owner sees in the link's activity, and the same in the audit trail (``<kind>.<what>``).
-    A ``download_part`` is only a link event: the audit trail has its own row per response."""
+    ``download_response`` and ``download_part`` (a response began, ended) are only link events:
+    the audit trail has its own rows per response."""
     db.execute(
         "INSERT INTO link_events (kind, object_id, at, event, file_id, ip, user_agent, detail, session, start, bytes)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [kind.name, object_id, clock.now_iso(), what, file_id, who.ip, who.user_agent[:500], detail, session, start,
          count],
     )
-    if what != "download_part":
+    if what not in HIDDEN:
         audit.record(db, who, f"{kind.name}.{what}", object_id, **({"file": file_id} if file_id else {}), **audited)
 
 
 def events(database: Database, kind: Kind, object_id: str) -> list[dict]:
     """What the owner sees: accesses, refusals, locks, downloads started and completed (not each part)."""
     return database.query(
-        "SELECT * FROM link_events WHERE kind = ? AND object_id = ? AND event != 'download_part' ORDER BY id",
-        [kind.name, object_id],
+        f"SELECT * FROM link_events WHERE kind = ? AND object_id = ? AND event NOT IN ({', '.join('?' * len(HIDDEN))})"
+        " ORDER BY id", [kind.name, object_id, *HIDDEN],
     )
 
 

@@ -9,11 +9,15 @@ sent whole. A partial response, such as a 28-byte Range probe, never counts as a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from relais import audit, clock, emails, shares
 from relais.db import Database
 from relais.links import core
 
 KIND = shares.KIND
+# How long a download cut off keeps its place in the limit, so its browser can resume it.
+RESUME_GRACE = timedelta(minutes=15)
 
 
 def _last_download(db, share_id: str, file_id: str, session: str) -> int:
@@ -32,16 +36,32 @@ def _completed(db, share_id: str, file_id: str) -> int:
 
 
 def _holders(db, share_id: str, file_id: str) -> set[str]:
-    """The link sessions holding a place for the file: they began a download of it (download_start)
-    that has not completed since, and their link session has not ended."""
-    rows = db.query(
-        "SELECT DISTINCT s.session FROM link_events s"
-        " JOIN link_sessions ON link_sessions.token_hash = s.session AND link_sessions.expires_at > ?"
-        " WHERE s.kind = ? AND s.object_id = ? AND s.file_id = ? AND s.event = 'download_start'"
-        " AND NOT EXISTS (SELECT 1 FROM link_events d WHERE d.kind = s.kind AND d.object_id = s.object_id"
-        " AND d.file_id = s.file_id AND d.session = s.session AND d.event = 'download' AND d.id > s.id)",
-        [clock.now_iso(), KIND.name, share_id, file_id])
-    return {row["session"] for row in rows}
+    """The link sessions holding a place in the file's limit: they began a download of it
+    (download_start) that has not completed since (download), their link session has not ended,
+    and one of their responses is still being sent (a download_response without its
+    download_part) or the last one ended less than RESUME_GRACE ago. A response cut by a crash
+    never writes its part: its place lasts until the link session ends (2 hours)."""
+    live = {row["token_hash"] for row in db.query(
+        "SELECT token_hash FROM link_sessions WHERE kind = ? AND object_id = ? AND expires_at > ?",
+        [KIND.name, share_id, clock.now_iso()])}
+    places: dict[str, dict] = {}
+    for row in db.query(
+            "SELECT session, event, at FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ?"
+            " AND event IN ('download_start', 'download_response', 'download_part', 'download') ORDER BY id",
+            [KIND.name, share_id, file_id]):
+        place = places.setdefault(row["session"], {"held": False, "sending": 0, "last": ""})
+        if row["event"] == "download_start":
+            place["held"] = True
+        elif row["event"] == "download":
+            place["held"] = False
+        elif row["event"] == "download_response":
+            place["sending"] += 1
+        else:
+            place["sending"] = max(0, place["sending"] - 1)
+        place["last"] = row["at"]
+    recent = clock.iso(clock.now() - RESUME_GRACE)
+    return {session for session, place in places.items()
+            if place["held"] and session in live and (place["sending"] or place["last"] > recent)}
 
 
 def files_left(database: Database, share: shares.Share, listed) -> dict[str, bool]:
@@ -53,26 +73,27 @@ def files_left(database: Database, share: shares.Share, listed) -> dict[str, boo
 def start_download(database: Database, who: audit.Who, share: shares.Share, stored, session: str) -> bool:
     """Before the first byte of a response: may this browser have (this part of) this file now?
 
-    The limit counts complete downloads. A browser that began a download of the file holds one
-    of the limit's places until that download completes or its link session ends (2 hours); its
-    further responses (ranges, a resumption, parallel segments) take no other place. A new
-    download needs a free place: completed downloads plus places held by other browsers below
-    the limit. This is decided in the single writer's transaction, where admissions run one at
-    a time: parallel requests cannot all see the last free place, so they cannot slip past the
-    limit together. A place held rather than a byte count also means pieces fetched by many
-    browsers never add up to more downloads than the limit allows, while a probe costs nothing
-    once its browser completes the download, and at most a place for two hours otherwise.
+    The limit counts complete downloads, not responses: a Range probe uses up nothing. But
+    counting only at the end would let parallel requests all start while one download is left
+    and all complete. So a browser that begins a download takes one of the limit's places, and
+    keeps it while it downloads (its further responses: ranges, a resumption, parallel segments
+    take no other place) and for RESUME_GRACE after a response is cut, until the download
+    completes. A new download needs a free place: completed downloads plus places held by other
+    browsers below the limit. Admission runs in the single writer's transaction, one request at
+    a time, so two requests can never both take the last free place. A probe that is not
+    followed by the download costs a place for RESUME_GRACE at most.
     """
 
     def admit(db):
         holders = _holders(db, share.id, stored.id)
-        if session in holders:
-            return True
-        if share.download_limit is not None and (
-                _completed(db, share.id, stored.id) + len(holders) >= share.download_limit):
-            return False
-        core.event(db, who, KIND, share.id, "download_start", stored.id, session=session, detail=stored.name,
-                   name=stored.name)
+        if session not in holders:
+            if share.download_limit is not None and (
+                    _completed(db, share.id, stored.id) + len(holders) >= share.download_limit):
+                return False
+            core.event(db, who, KIND, share.id, "download_start", stored.id, session=session, detail=stored.name,
+                       name=stored.name)
+        # Only a link event (no audit row, not in the activity): marks a response being sent.
+        core.event(db, who, KIND, share.id, "download_response", stored.id, session=session, detail=stored.name)
         return True
 
     return database.write(admit)
