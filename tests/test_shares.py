@@ -457,3 +457,249 @@ def test_guessing_password_links_is_throttled(app, guest):
 def csrf(browser) -> str:
     browser.get("/login")
     return browser.cookies["__Host-csrf"]
+
+
+# -- counting downloads --------------------------------------------------------------------------
+
+def downloads_of(app, file_id: str) -> int:
+    return app.state.db.scalar("SELECT count(*) FROM link_events WHERE event = 'download' AND file_id = ?", [file_id])
+
+
+def test_a_range_probe_does_not_use_up_the_limit(app, auth, staff, frozen, guest):
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="3")
+    unlock(guest, link, password)
+    probe = guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-27"})
+    assert probe.status_code == 206 and len(probe.content) == 28
+    assert downloads_of(app, stored.id) == 0
+    with TestClient(app, base_url=BASE_URL) as prober:  # a second browser probes and goes away
+        unlock(prober, link, password)
+        assert prober.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-27"}).status_code == 206
+    frozen.advance(minutes=16)  # its place, kept for a resumption, has lapsed
+    for _ in range(3):
+        whole = guest.get(f"{link}/files/{stored.id}")
+        assert whole.status_code == 200 and whole.content == CSV
+    assert downloads_of(app, stored.id) == 3
+    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
+    assert guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-27"}).status_code == 410
+    assert guest.get(link).text.count("Download limit reached") == 1
+
+
+def test_several_ranged_requests_covering_a_file_are_one_download(app, auth, staff, guest, smtp):
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="2")
+    smtp.deliver()
+    unlock(guest, link, password)
+    parts = [guest.get(f"{link}/files/{stored.id}", headers={"range": r}).content
+             for r in ("bytes=5000-", "bytes=0-999", "bytes=900-5099")]  # out of order, overlapping
+    assert parts[1] + parts[2][100:] + parts[0][100:] == CSV
+    assert downloads_of(app, stored.id) == 1
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is not None
+    assert smtp.deliver() == 1 and "downloaded" in smtp.messages[-1]["Subject"]  # the receipt, once
+    with TestClient(app, base_url=BASE_URL) as other:
+        unlock(other, link, password)
+        assert other.get(f"{link}/files/{stored.id}").content == CSV
+    assert downloads_of(app, stored.id) == 2
+    assert guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-9"}).status_code == 410
+    assert smtp.deliver() == 0
+    detail = auth.client.get(f"/shares/{app.state.db.scalar('SELECT id FROM shares')}")
+    assert detail.text.count("Downloaded completely") == 2
+
+
+def test_parallel_requests_cannot_slip_past_the_limit(app, auth, staff, guest):
+    """Twelve browsers ask at the same moment for the last download: one gets it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from relais import shares
+    from relais.links import downloads
+
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
+    unlock(guest, link, password)
+    share = shares.get(app.state.db, app.state.db.scalar("SELECT id FROM shares"))
+    sessions = [f"session-{i}" for i in range(12)]
+
+    def open_sessions(db):
+        for name in sessions:
+            db.execute("INSERT INTO link_sessions (token_hash, kind, object_id, created_at, expires_at)"
+                       " VALUES (?, 'share', ?, '2026-01-01', '2999-01-01')", [name, share.id])
+
+    app.state.db.write(open_sessions)
+    with ThreadPoolExecutor(12) as pool:
+        admitted = list(pool.map(lambda s: downloads.start_download(app.state.db, audit.SYSTEM, share, stored, s),
+                                 sessions))
+    assert admitted.count(True) == 1
+    # The one admitted is still downloading: nobody else starts, even once it is cut off.
+    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
+    winner = sessions[admitted.index(True)]
+    downloads.record_download(app.state.db, audit.SYSTEM, share, [(stored, 0, 100)], winner, app.state.config)
+    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
+    # It resumes and completes: that is the one download of the limit.
+    assert downloads.start_download(app.state.db, audit.SYSTEM, share, stored, winner)
+    downloads.record_download(app.state.db, audit.SYSTEM, share, [(stored, 100, len(CSV) - 100)], winner,
+                              app.state.config)
+    assert downloads_of(app, stored.id) == 1
+    assert not downloads.start_download(app.state.db, audit.SYSTEM, share, stored, sessions[0])
+
+
+def test_a_zip_records_each_file_it_contained(app, auth, shared, guest, smtp):
+    link, password, share_id, stored = shared
+    smtp.deliver()
+    unlock(guest, link, password)
+    zipped = guest.get(f"{link}/zip")
+    assert zipped.status_code == 200 and len(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()) == 2
+    assert [downloads_of(app, s.id) for s in stored] == [1, 1]
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is not None
+    assert smtp.deliver() == 1 and "downloaded" in smtp.messages[-1]["Subject"]
+    assert auth.client.get(f"/shares/{share_id}").text.count("Downloaded completely") == 2
+
+
+def _raw_get(app, path: str, cookies: dict, hang_up_after: int = 0) -> bytes:
+    """GET through the ASGI app itself, as a client that closes the connection once it has
+    ``hang_up_after`` bytes (0: all of Content-Length, as curl and browsers do, even when the
+    server's iterator has not ended yet)."""
+    import asyncio
+
+    async def run() -> bytes:
+        body, length, complete = [], [0], asyncio.Event()
+        asked = False
+
+        async def receive():
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await complete.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                length[0] = int(dict(message["headers"]).get(b"content-length", b"0"))
+            elif message["type"] == "http.response.body":
+                body.append(message.get("body", b""))
+                if sum(map(len, body)) >= (hang_up_after or length[0]):
+                    complete.set()
+
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "https", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"relais.test"), (b"cookie", cookie.encode())],
+                 "client": ("127.0.0.1", 50000), "server": ("relais.test", 443), "state": {}}
+        await app(scope, receive, send)
+        return b"".join(body)
+
+    return asyncio.run(run())
+
+
+def test_a_zip_counts_when_the_client_hangs_up_after_the_last_byte(app, shared, guest, monkeypatch):
+    import asyncio
+
+    from views import downloads as download_views
+
+    link, password, _, stored = shared
+    unlock(guest, link, password)
+    prefetch = download_views.streaming.prefetch
+
+    async def slow_to_end(iterator):
+        async for block in prefetch(iterator):
+            yield block
+        await asyncio.sleep(5)  # the server has not noticed the end yet when the client hangs up
+
+    monkeypatch.setattr(download_views.streaming, "prefetch", slow_to_end)
+    content = _raw_get(app, f"{link}/zip", dict(guest.cookies))
+    assert sorted(zipfile.ZipFile(io.BytesIO(content)).namelist()) == sorted(s.name for s in stored)
+    assert [downloads_of(app, s.id) for s in stored] == [1, 1]
+
+
+def test_a_zip_cut_off_records_nothing(app, shared, guest, monkeypatch):
+    import asyncio
+
+    from views import downloads as download_views
+
+    link, password, _, stored = shared
+    unlock(guest, link, password)
+    prefetch = download_views.streaming.prefetch
+
+    async def one_block_then_stall(iterator):
+        async for block in prefetch(iterator):
+            yield block
+            await asyncio.sleep(5)  # the client hangs up during this pause
+
+    monkeypatch.setattr(download_views.streaming, "prefetch", one_block_then_stall)
+    content = _raw_get(app, f"{link}/zip", dict(guest.cookies), hang_up_after=1)
+    assert 0 < len(content) < sum(s.size for s in stored)
+    assert [downloads_of(app, s.id) for s in stored] == [0, 0]
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None
+
+
+# -- wrong passwords say when to try again -------------------------------------------------------
+
+def test_the_wrong_password_that_starts_a_wait_says_until_when(app, frozen, shared, guest):
+    link, password, _, _ = shared
+    first = unlock(guest, link, "not-the-password")
+    assert first.status_code == 401 and "retry-after" not in first.headers
+    unlock(guest, link, "not-the-password")
+    third = unlock(guest, link, "not-the-password")  # link_failures_before_wait: the next try must wait
+    assert third.status_code == 401 and third.headers["retry-after"] == "60"
+    assert "This password is not correct. You can try again in 1 minute." in third.text
+    frozen.advance(seconds=20)
+    waiting = unlock(guest, link, password)
+    assert waiting.status_code == 429 and waiting.headers["retry-after"] == "40"
+    assert "Try again in 1 minute" in waiting.text
+    frozen.advance(seconds=41)
+    fourth = unlock(guest, link, "not-the-password")
+    assert fourth.status_code == 401 and fourth.headers["retry-after"] == "120"
+    assert "You can try again in 2 minutes." in fourth.text
+
+
+def test_the_wait_is_said_in_the_guests_language(app, shared, guest):
+    link, _, _, _ = shared
+    guest.cookies.set("__Host-relais_lang", "fr", domain="relais.test")
+    for _ in range(3):
+        answer = unlock(guest, link, "not-the-password")
+    assert answer.headers["retry-after"] == "60"
+    assert "Ce mot de passe n&#39;est pas correct. Vous pourrez réessayer dans 1 minute." in answer.text
+
+
+# -- revoking is one transaction ------------------------------------------------------------------
+
+def test_a_revoke_that_fails_halfway_leaves_everything_as_it_was(app, config, auth, shared, guest, monkeypatch):
+    link, password, share_id, stored = shared
+    unlock(guest, link, password)
+
+    def broken(db, object):
+        raise RuntimeError("disk I/O error")  # after the state change and the keys, before the audit row
+
+    monkeypatch.setattr(mail, "forget", broken)
+    with pytest.raises(RuntimeError):
+        from relais import shares
+
+        shares.revoke(app.state.db, config, audit.SYSTEM, shares.get(app.state.db, share_id))
+    row = app.state.db.query_one("SELECT revoked_at, deleted_at, password_hash FROM shares")
+    assert row["revoked_at"] is None and row["deleted_at"] is None and row["password_hash"]
+    assert app.state.db.scalar("SELECT count(*) FROM files") == 2
+    assert all((config.files_dir / s.storage_name).exists() for s in stored)
+    assert not audit_rows(app, "share.revoke")
+    assert guest.get(f"{link}/files/{stored[0].id}").content == CSV  # still working, as before
+
+
+def test_a_crash_between_the_revoke_and_the_unlinking_is_repaired_by_purge(app, config, auth, shared, monkeypatch):
+    import os
+
+    from relais import retention, shares
+
+    _, _, share_id, stored = shared
+
+    def crash(path):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(files.storage, "shred_file", crash)
+    with pytest.raises(SystemExit):
+        shares.revoke(app.state.db, config, audit.SYSTEM, shares.get(app.state.db, share_id))
+    monkeypatch.undo()
+    row = app.state.db.query_one("SELECT revoked_at, deleted_at FROM shares")
+    assert row["revoked_at"] and row["deleted_at"]  # committed together, with the keys and the audit row
+    assert app.state.db.scalar("SELECT count(*) FROM files") == 0 and audit_rows(app, "share.revoke")
+    leftovers = [config.files_dir / s.storage_name for s in stored]
+    assert all(p.exists() for p in leftovers)  # noise without their keys, but still taking space
+    for path in leftovers:
+        os.utime(path, (0, 0))  # past the age at which an unnamed data file cannot be an upload's
+    assert retention.purge_all(app.state)["orphans"] == 2
+    assert not any(p.exists() for p in leftovers)
