@@ -427,7 +427,8 @@ def test_deleting_a_share_forgets_the_link_and_the_message(app, config, auth, sh
     link, _, share_id, _ = shared
     mail.send_due(app.state.db, mail.Transport(app.state.config))  # written to data/outbox/
     assert list(config.outbox_dir.glob("*.eml"))
-    app.state.db.execute("UPDATE shares SET message = 'Biopsy result for J. Janssens' WHERE id = ?", [share_id])
+    app.state.db.write(lambda db: db.execute("UPDATE shares SET message = 'Biopsy result for J. Janssens' WHERE id = ?",
+                                             [share_id]))
     assert auth.post(f"/shares/{share_id}/delete", {"confirm": "yes"}).status_code == 303
     token = link.rsplit("/", 1)[1]
     raw = b"".join(p.read_bytes() for p in config.data_dir.glob("relais.db*"))
@@ -441,7 +442,8 @@ def test_locked_shares_are_purged(app, config, shared):
     from relais import retention
 
     _, _, share_id, stored = shared
-    app.state.db.execute("UPDATE shares SET locked_at = '2026-01-01T00:00:00+00:00' WHERE id = ?", [share_id])
+    app.state.db.write(lambda db: db.execute("UPDATE shares SET locked_at = '2026-01-01T00:00:00+00:00' WHERE id = ?",
+                                             [share_id]))
     assert retention.purge_all(app.state)["shares"] == 1
     assert not (config.files_dir / stored[0].storage_name).exists()
 
@@ -525,18 +527,35 @@ def test_parallel_requests_cannot_slip_past_the_limit(app, auth, staff, guest):
     with ThreadPoolExecutor(12) as pool:
         admitted = list(pool.map(lambda s: downloads.start_download(app.state.db, audit.SYSTEM, share, stored, s),
                                  sessions))
-    assert admitted.count(True) == 1
-    # The one admitted is still downloading: nobody else starts, even once it is cut off.
-    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
-    winner = sessions[admitted.index(True)]
+    assert admitted.count(downloads.Admission.ADMITTED) == 1
+    assert admitted.count(downloads.Admission.BUSY) == 11
+    # The one admitted is still downloading: nobody else starts, and they are told to come back.
+    busy = guest.get(f"{link}/files/{stored.id}")
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "900"
+    assert "being downloaded" in busy.text
+    winner = sessions[admitted.index(downloads.Admission.ADMITTED)]
     downloads.record_download(app.state.db, audit.SYSTEM, share, [(stored, 0, 100)], winner, app.state.config)
-    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
+    assert guest.get(f"{link}/files/{stored.id}").status_code == 503  # cut off: its place waits for it
     # It resumes and completes: that is the one download of the limit.
-    assert downloads.start_download(app.state.db, audit.SYSTEM, share, stored, winner)
+    assert downloads.start_download(app.state.db, audit.SYSTEM, share, stored, winner) is downloads.Admission.ADMITTED
     downloads.record_download(app.state.db, audit.SYSTEM, share, [(stored, 100, len(CSV) - 100)], winner,
                               app.state.config)
     assert downloads_of(app, stored.id) == 1
-    assert not downloads.start_download(app.state.db, audit.SYSTEM, share, stored, sessions[0])
+    assert downloads.start_download(app.state.db, audit.SYSTEM, share, stored, sessions[0]) is downloads.Admission.LIMIT
+    assert guest.get(f"{link}/files/{stored.id}").status_code == 410
+
+
+def test_a_download_cut_off_keeps_its_place_for_a_while(app, auth, staff, frozen, guest):
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
+    unlock(guest, link, password)
+    assert guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=0-999"}).status_code == 206
+    with TestClient(app, base_url=BASE_URL) as other:
+        unlock(other, link, password)
+        frozen.advance(minutes=14)
+        assert other.get(f"{link}/files/{stored.id}").status_code == 503
+        frozen.advance(minutes=2)
+        assert other.get(f"{link}/files/{stored.id}").content == CSV  # the first browser's place lapsed
+    assert guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=1000-"}).status_code == 410
 
 
 def test_a_zip_records_each_file_it_contained(app, auth, shared, guest, smtp):

@@ -150,6 +150,16 @@ async def _numbered(iterator):
         n += 1
 
 
+def _refused(request: Request, admissions: list) -> Template:
+    """Limit reached (410: for good), or the downloads left are in progress elsewhere (503 with
+    Retry-After: a download manager comes back when a place a cut download held may be free)."""
+    if share_downloads.Admission.BUSY in admissions:
+        page = common.render(request, "links/limit.html", status_code=503, busy=True)
+        page.headers["Retry-After"] = str(int(share_downloads.RESUME_GRACE.total_seconds()))
+        return page
+    return common.render(request, "links/limit.html", status_code=410, busy=False)
+
+
 @route("/s/{token:str}/files/{file_id:str}", http_method=["GET"], sync_to_thread=True)
 def download_file(request: Request, token: str, file_id: str) -> Response:
     share, session = _unlocked(request, token)
@@ -162,8 +172,9 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
     if wanted == "unsatisfiable":
         return downloads.file_response(request, stored)  # 416: nothing is sent, nothing counted
     start = wanted[0] if wanted else 0
-    if not share_downloads.start_download(database, common.who(request), share, stored, session):
-        return common.render(request, "links/limit.html", status_code=410)
+    admission = share_downloads.start_download(database, common.who(request), share, stored, session)
+    if admission is not share_downloads.Admission.ADMITTED:
+        return _refused(request, [admission])
     return _counted(request, downloads.file_response(request, stored), share, session, single=(stored, start))
 
 
@@ -171,10 +182,11 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
 def download_zip(request: Request, token: str) -> Response:
     share, session = _unlocked(request, token)
     database, who = common.db(request), common.who(request)
-    chosen = [f for f in shares.share_files(database, share.id)
-              if share_downloads.start_download(database, who, share, f, session)]
+    admissions = {f: share_downloads.start_download(database, who, share, f, session)
+                  for f in shares.share_files(database, share.id)}
+    chosen = [f for f, admission in admissions.items() if admission is share_downloads.Admission.ADMITTED]
     if not chosen:
-        return common.render(request, "links/limit.html", status_code=410)
+        return _refused(request, list(admissions.values()))
     return _counted(request, downloads.zip_response(request, chosen), share, session, zipped=chosen)
 
 

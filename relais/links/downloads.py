@@ -9,6 +9,7 @@ sent whole. A partial response, such as a 28-byte Range probe, never counts as a
 
 from __future__ import annotations
 
+import enum
 from datetime import timedelta
 
 from relais import audit, clock, emails, shares
@@ -18,6 +19,12 @@ from relais.links import core
 KIND = shares.KIND
 # How long a download cut off keeps its place in the limit, so its browser can resume it.
 RESUME_GRACE = timedelta(minutes=15)
+
+
+class Admission(enum.Enum):
+    ADMITTED = "admitted"
+    LIMIT = "limit"  # the limit's downloads are all used up
+    BUSY = "busy"  # the places left are held by downloads in progress in other browsers
 
 
 def _last_download(db, share_id: str, file_id: str, session: str) -> int:
@@ -70,7 +77,7 @@ def files_left(database: Database, share: shares.Share, listed) -> dict[str, boo
             for f in listed}
 
 
-def start_download(database: Database, who: audit.Who, share: shares.Share, stored, session: str) -> bool:
+def start_download(database: Database, who: audit.Who, share: shares.Share, stored, session: str) -> Admission:
     """Before the first byte of a response: may this browser have (this part of) this file now?
 
     The limit counts complete downloads, not responses: a Range probe uses up nothing. But
@@ -86,15 +93,18 @@ def start_download(database: Database, who: audit.Who, share: shares.Share, stor
 
     def admit(db):
         holders = _holders(db, share.id, stored.id)
+        if session not in holders and share.download_limit is not None:
+            completed = _completed(db, share.id, stored.id)
+            if completed >= share.download_limit:
+                return Admission.LIMIT
+            if completed + len(holders) >= share.download_limit:
+                return Admission.BUSY
         if session not in holders:
-            if share.download_limit is not None and (
-                    _completed(db, share.id, stored.id) + len(holders) >= share.download_limit):
-                return False
             core.event(db, who, KIND, share.id, "download_start", stored.id, session=session, detail=stored.name,
                        name=stored.name)
         # Only a link event (no audit row, not in the activity): marks a response being sent.
         core.event(db, who, KIND, share.id, "download_response", stored.id, session=session, detail=stored.name)
-        return True
+        return Admission.ADMITTED
 
     return database.write(admit)
 
