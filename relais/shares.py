@@ -309,10 +309,13 @@ def delete(database: Database, config, who: audit.Who, share: Share, action: str
 
 def purge(database: Database, config) -> int:
     """Delete the files of shares that expired, were revoked or were locked (retention): a link
-    nobody can use any more has no reason to keep its files."""
+    nobody can use any more has no reason to keep its files. Also those to delete after their
+    download that were downloaded: the deletion follows the download's write, and a crash between
+    the two must not keep the files."""
     rows = database.query(
         "SELECT id FROM shares WHERE deleted_at IS NULL"
-        " AND (expires_at <= ? OR revoked_at IS NOT NULL OR locked_at IS NOT NULL)",
+        " AND (expires_at <= ? OR revoked_at IS NOT NULL OR locked_at IS NOT NULL"
+        " OR (delete_after_download = 1 AND downloaded_at IS NOT NULL))",
         [clock.now_iso()],
     )
     for row in rows:

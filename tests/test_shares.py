@@ -448,6 +448,19 @@ def test_locked_shares_are_purged(app, config, shared):
     assert not (config.files_dir / stored[0].storage_name).exists()
 
 
+def test_a_crash_before_delete_after_download_is_finished_by_purge(app, config, auth, staff, guest, monkeypatch):
+    from relais import retention, shares
+
+    link, password, stored, _ = share_one_file(app, auth, staff, delete_after_download="on")
+    unlock(guest, link, password)
+    monkeypatch.setattr(shares, "delete", lambda *args, **kwargs: None)  # the process dies after the download's write
+    assert guest.get(f"{link}/files/{stored.id}").content == CSV
+    monkeypatch.undo()
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") and (config.files_dir / stored.storage_name).exists()
+    assert retention.purge_all(app.state)["shares"] == 1
+    assert not (config.files_dir / stored.storage_name).exists() and app.state.db.scalar("SELECT deleted_at FROM shares")
+
+
 def test_guessing_password_links_is_throttled(app, guest):
     for i in range(25):
         guest.post(f"/p/guess{i}", data={"_csrf_token": guest.cookies.get("__Host-csrf") or csrf(guest)})
