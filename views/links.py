@@ -1,7 +1,9 @@
-"""The recipient's pages: a share's link (/s/...) and a one-time password link (/p/...).
+"""The guest's pages: a share's link (/s/...) and a one-time password link (/p/...).
 
 No account here: the link token in the URL plus the password make the key. GET and HEAD only
 show a form, so a mail scanner that follows the link neither uses it nor counts as a download.
+``unlock_answer`` and ``unlocked`` serve every kind of link (a request's pages next); the rest
+is a share's: its file list and its counted downloads (:mod:`relais.links.downloads`).
 """
 
 from __future__ import annotations
@@ -49,16 +51,49 @@ def _files_page(request: Request, token: str, share: shares.Share) -> Template:
     )
 
 
-def _password_page(request: Request, token: str, status: int = 200, error: str = "", retry_after: int = 0) -> Template:
+def _password_page(request: Request, token: str, status: int = 200, error: str = "") -> Template:
     current = links.current_terms(common.db(request), common.lang(request))
-    page = common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
-    if retry_after:
-        page.headers["Retry-After"] = str(retry_after)  # RFC 9110: seconds until a try is checked again
-    return page
+    return common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
 
 
 def _wait_minutes(seconds: int) -> int:
     return max(1, math.ceil(seconds / 60))
+
+
+def unlock_answer(request: Request, kind: links.Kind, token: str, password: str, home: str, password_page):
+    """The answer to a link's password and Access button, for every kind of link: a redirect to
+    ``home`` with the link session's cookie, or ``password_page(status, error)`` saying what went
+    wrong and, when the next try must wait, for how long (also in Retry-After)."""
+    state = request.app.state
+    result = links.unlock(state.db, state.hasher, kind, common.who(request), token, password, state.config.base_url)
+    if result.outcome is links.Unlock.OK:
+        response = Redirect(home, status_code=303)
+        response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
+                            httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
+        return response
+    if links.find_open(state.db, kind, token) is None:
+        return _invalid(request)
+    if result.outcome is links.Unlock.WAIT:
+        page = password_page(429, common.ngettext(
+            request, "Too many wrong passwords. Try again in %(num)s minute.",
+            "Too many wrong passwords. Try again in %(num)s minutes.", _wait_minutes(result.retry_after)))
+    elif result.retry_after:  # this wrong password made the next try wait: say so now, not at the next try
+        page = password_page(401, common.ngettext(
+            request, "This password is not correct. You can try again in %(num)s minute.",
+            "This password is not correct. You can try again in %(num)s minutes.", _wait_minutes(result.retry_after)))
+    else:
+        return password_page(401, common.gettext(request, "This password is not correct."))
+    page.headers["Retry-After"] = str(result.retry_after)  # RFC 9110: seconds until a try is checked again
+    return page
+
+
+def unlocked(request: Request, kind: links.Kind, token: str):
+    """The link's object and the link session's hash, or 404: for every page behind the password."""
+    cookie = request.cookies.get(_cookie_name(token))
+    found = links.session_object(common.db(request), kind, token, cookie)
+    if found is None:
+        raise NotFoundException()
+    return found, passwords.token_hash(cookie)
 
 
 @route("/s/{token:str}", http_method=["GET", "HEAD"], name="link", sync_to_thread=True)
@@ -74,36 +109,8 @@ def open_link(request: Request, token: str) -> Template:
 @post("/s/{token:str}", sync_to_thread=True)
 def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
     """The password and the Access button; accepting the terms is recorded with the access."""
-    state = request.app.state
-    result = links.unlock(state.db, state.hasher, SHARE, common.who(request), token, data.password,
-                          state.config.base_url)
-    if result.outcome is links.Unlock.OK:
-        response = Redirect(f"/s/{token}", status_code=303)
-        response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
-                            httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
-        return response
-    if links.find_open(state.db, SHARE, token) is None:
-        return _invalid(request)
-    if result.outcome is links.Unlock.WAIT:
-        message = common.ngettext(request, "Too many wrong passwords. Try again in %(num)s minute.",
-                                  "Too many wrong passwords. Try again in %(num)s minutes.",
-                                  _wait_minutes(result.retry_after))
-        return _password_page(request, token, 429, message, result.retry_after)
-    if result.retry_after:  # this wrong password made the next try wait: say so now, not at the next try
-        message = common.ngettext(request, "This password is not correct. You can try again in %(num)s minute.",
-                                  "This password is not correct. You can try again in %(num)s minutes.",
-                                  _wait_minutes(result.retry_after))
-        return _password_page(request, token, 401, message, result.retry_after)
-    return _password_page(request, token, 401, common.gettext(request, "This password is not correct."))
-
-
-def _unlocked(request: Request, token: str) -> tuple[shares.Share, str]:
-    """The share and the link session's hash, or 404."""
-    cookie = request.cookies.get(_cookie_name(token))
-    share = links.session_object(common.db(request), SHARE, token, cookie)
-    if share is None:
-        raise NotFoundException()
-    return share, passwords.token_hash(cookie)
+    return unlock_answer(request, SHARE, token, data.password, f"/s/{token}",
+                         lambda status, error: _password_page(request, token, status, error))
 
 
 CHECK_EVERY = 64  # chunks (about 64 MiB) between two "is the share still open?" checks
@@ -162,7 +169,7 @@ def _refused(request: Request, admissions: list) -> Template:
 
 @route("/s/{token:str}/files/{file_id:str}", http_method=["GET"], sync_to_thread=True)
 def download_file(request: Request, token: str, file_id: str) -> Response:
-    share, session = _unlocked(request, token)
+    share, session = unlocked(request, SHARE, token)
     database = common.db(request)
     chosen = [f for f in shares.share_files(database, share.id) if f.id == file_id]
     if not chosen:
@@ -180,7 +187,7 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
 
 @route("/s/{token:str}/zip", http_method=["GET"], sync_to_thread=True)
 def download_zip(request: Request, token: str) -> Response:
-    share, session = _unlocked(request, token)
+    share, session = unlocked(request, SHARE, token)
     database, who = common.db(request), common.who(request)
     admissions = {f: share_downloads.start_download(database, who, share, f, session)
                   for f in shares.share_files(database, share.id)}
