@@ -229,7 +229,7 @@ def recipients(database: Database, share_id: str) -> list[str]:
 
 # The share as a kind of link: the link core finds, unlocks and locks it through this.
 KIND = links.Kind(name="share", table="shares", from_row=Share.from_row, recipients=_recipients,
-                  staff_path="/shares/{id}")
+                  staff_path="/shares/{id}", lock_mail="share_locked")
 
 
 def share_files(database: Database, share_id: str) -> list[files.StoredFile]:

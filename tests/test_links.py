@@ -35,7 +35,8 @@ class Request:
 
 
 REQUEST = links.Kind(name="request", table="test_requests", from_row=Request.from_row,
-                     recipients=lambda db, object_id: ["lab@lab.example"], staff_path="/requests/{id}")
+                     recipients=lambda db, object_id: ["lab@lab.example"], staff_path="/requests/{id}",
+                     lock_mail="request_locked")
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ class Kind:
     the link token), ``password_hash`` (argon2id), ``failed_attempts`` (wrong passwords since the
     last right one) and ``locked_at``. ``from_row`` makes the kind's object, which has ``id``,
     ``owner_id`` and ``open`` (may the guest still get in?). ``recipients(db, id)`` lists whom
-    the link was sent to, for the owner's lock warning; ``staff_path`` is the owner's page of it.
+    the link was sent to, for the owner's lock warning, queued as a ``lock_mail`` (the outbox's
+    kind); ``staff_path`` is the owner's page of it.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Kind:
     from_row: Callable[[dict], Any]
     recipients: Callable[[Any, str], list[str]]
     staff_path: str  # with {id}
+    lock_mail: str  # share_locked
 
     def subject(self, object_id: str) -> str:
         """The throttle key, and the terms acceptance's subject: ``share:<id>``."""
@@ -173,7 +175,7 @@ def _lock(db, who: audit.Who, kind: Kind, found, failures: int, base_url: str) -
     recipients = ", ".join(kind.recipients(db, found.id))
     subject, text, html = emails.render("locked", owner[1], count=failures, recipients=recipients,
                                         link=base_url + kind.staff_path.format(id=found.id))
-    mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind=f"{kind.name}_locked",
+    mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind=kind.lock_mail,
                object=found.id, language=owner[1])
 
 
