@@ -87,7 +87,7 @@ def still_open(database: Database, kind: Kind, object_id: str) -> bool:
 
 def current_terms(database: Database, language: str) -> dict | None:
     """The terms the Access button accepts."""
-    return terms.current(database.conn, language)
+    return database.read_sync(terms.current, language)
 
 
 def event(db, who: audit.Who, kind: Kind, object_id: str, what: str, file_id: str = "", session: str = "",
