@@ -30,6 +30,16 @@ class Server:
         self.log = open(data_dir.parent / "server.log", "w")
         self.process = None
 
+    def database(self):
+        """The server's database, opened as the server opens it (with the audit chain's key), for
+        tests that put rows in place behind its back. Close it when done."""
+        from relais import audit
+        from relais.db import Database
+        from relais.storage import load_master_key
+
+        key = audit.derive_key(load_master_key(Path(self.env["RELAIS_MASTER_KEY_FILE"]), create=False))
+        return Database(Path(self.env["RELAIS_DATA_DIR"]) / "relais.db", prepare_connection=audit.connection_setup(key))
+
     def command(self, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=60, check=True)

@@ -21,6 +21,7 @@ from relais.passwords import Hasher
 from tests import flood
 from tests.conftest import form_token
 from tests.serving import Server
+from tests import aio
 
 HEALTHZ_FACTOR = 10  # median /healthz under the flood, at most this many times the idle median
 # A transfer under the flood keeps at least this share of its idle speed. Not more: argon2 is
@@ -114,7 +115,7 @@ def test_database_reads_and_writes_from_async_code_leave_the_event_loop(app):
             db, audit.SYSTEM, None, "session_idle_minutes", 31)))
         return seen, wrote
 
-    (read_on_loop, users), (write_on_loop, _) = asyncio.run(scenario())
+    (read_on_loop, users), (write_on_loop, _) = aio.run(scenario())
     assert not read_on_loop and not write_on_loop and users == 0
     assert database.read_sync(settings.get, "session_idle_minutes") == 31
 
@@ -136,7 +137,7 @@ def test_a_write_whose_caller_gives_up_still_commits_whole(app):
         release.set()
         await blocker
 
-    asyncio.run(scenario())
+    aio.run(scenario())
     database.write(lambda db: None)  # after everything queued before it
     assert database.read_sync(settings.get, "login_lock_minutes") == 7
 
@@ -164,7 +165,7 @@ def test_argon2_runs_on_the_hashers_own_few_threads(app):
         return await asyncio.gather(*[hasher.verify_async(stored, "wrong guess") for _ in range(12)],
                                     hasher.verify_async(stored, "violet tugboat marmalade"))
 
-    results = asyncio.run(flood())
+    results = aio.run(flood())
     assert results == [False] * 12 + [True]
     assert 1 <= most[0] <= hasher._pool._max_workers <= Hasher.MAX_CONCURRENT
     assert all(name.startswith("relais-argon2") for name in threads)

@@ -6,7 +6,6 @@ them fails here with a name, not somewhere in an upload or an error page.
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from litestar import Litestar, Request, post
@@ -15,6 +14,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.testing import TestClient
 
 from views import framework
+from tests import aio
 
 SECRET = "0123456789abcdef" * 4
 seen: dict = {}
@@ -120,7 +120,7 @@ def test_a_client_going_away_mid_body_raises_client_disconnected():
              "path": "/stream", "raw_path": b"/stream", "root_path": "", "query_string": b"",
              "headers": [(b"content-type", b"application/octet-stream")], "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80), "state": {}}
-    asyncio.run(app(scope, receive, send))
+    aio.run(app(scope, receive, send))
     assert seen["disconnected"] is True
 
 
@@ -134,7 +134,7 @@ def test_litestar_decodes_multipart_fields_strictly_and_urlencoded_leniently():
         yield b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n\xff\r\n--b--\r\n"
 
     with pytest.raises(UnicodeDecodeError):
-        asyncio.run(parse_multipart_form(chunks(), b"b"))
+        aio.run(parse_multipart_form(chunks(), b"b"))
     assert parse_url_encoded_form_data(b"x=%FF") == {"x": "\ufffd"}
 
 

@@ -17,6 +17,7 @@ from relais import audit, files, mail, settings
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.serving import free_port
 from tests.test_mail import Inbox
+from tests import aio
 
 CSV = b"patient_id;diagnosis;date\n" + b"".join(b"%d;C50.%d;2026-01-%02d\n" % (i, i % 10, i % 28 + 1) for i in range(5000))
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400
@@ -617,7 +618,7 @@ def _raw_get(app, path: str, cookies: dict, hang_up_after: int = 0) -> bytes:
         await app(scope, receive, send)
         return b"".join(body)
 
-    return asyncio.run(run())
+    return aio.run(run())
 
 
 def test_a_zip_counts_when_the_client_hangs_up_after_the_last_byte(app, shared, guest, monkeypatch):

@@ -3,7 +3,6 @@ writer's segments start, whole and in order, whatever the chunk sizes."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from types import SimpleNamespace
 
@@ -13,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from views import streaming
+from tests import aio
 
 BLOCK = streaming.BLOCK
 
@@ -38,20 +38,7 @@ def collect(chunks: list[bytes], first: int, stop_after: int | None = None, got:
         async for block in streaming.blocks(FakeRequest(chunks, stop_after), float("inf"), first=first):
             got.append(block)
         return got
-    outcome = []  # in a thread of its own: the browser tests leave Playwright's event loop in this one
-
-    def in_thread():
-        try:
-            outcome.append(asyncio.run(run()))
-        except BaseException as exc:  # raised again below, in the test's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=in_thread)
-    thread.start()
-    thread.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
+    return aio.run(run())
 
 
 @settings(max_examples=60, deadline=None)

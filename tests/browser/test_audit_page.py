@@ -4,20 +4,18 @@ in English and in French (longer words), with the longest things the trail holds
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from relais import audit
-from relais.db import Database
 from tests.browser.conftest import check_accessibility, login
 
 
 def fill_the_trail(server) -> None:
     """Rows as wide as real ones get: a zip of 20 files (its object is their ids, with no space),
     a 254-character address typed at the login, an IPv6 client, a long SMTP error, hashes."""
-    database = Database(Path(server.env["RELAIS_DATA_DIR"]) / "relais.db")
+    database = server.database()
     ids = [os.urandom(16).hex() for _ in range(20)]
     who = audit.Who(actor="ada.admin@registry.example", ip="2001:db8:85a3:8d3:1319:8a2e:370:7348",
                     user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0 Safari/537.36")
