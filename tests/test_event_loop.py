@@ -169,3 +169,30 @@ def test_argon2_runs_on_the_hashers_own_few_threads(app):
     assert results == [False] * 12 + [True]
     assert 1 <= most[0] <= hasher._pool._max_workers <= Hasher.MAX_CONCURRENT
     assert all(name.startswith("relais-argon2") for name in threads)
+
+
+def test_error_pages_are_rendered_off_the_event_loop(app, auth, staff):
+    """Litestar calls exception handlers on the event loop: their pages are rendered in a thread."""
+    engine, rendered = app.template_engine, []
+    real = engine.get_template
+
+    def spy(name):
+        template = real(name)
+
+        class Spy:
+            def render(self, **context):
+                rendered.append((name, _on_event_loop()))
+                return template.render(**context)
+
+        return Spy()
+
+    engine.get_template = spy
+    missing = auth.client.get("/no-such-page")
+    assert missing.status_code == 404 and "Page not found" in missing.text
+    auth.login()
+    refused = auth.client.get("/admin/users")  # staff, not admin
+    assert refused.status_code == 403 and "Not allowed" in refused.text
+    stale = auth.client.post("/logout", data={"_csrf_token": "forged"})
+    assert stale.status_code == 403 and "Form expired" in stale.text
+    errors = [on_loop for name, on_loop in rendered if name == "errors/page.html"]
+    assert len(errors) == 3 and not any(errors)

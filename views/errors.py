@@ -7,7 +7,8 @@ import sqlite3
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
-from litestar.response import Redirect, Template
+from litestar.enums import MediaType
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from relais import logs, space
@@ -32,12 +33,34 @@ MESSAGES = {
 BAD_ENCODING = N_("The request contained text that is not valid UTF-8. Go back and try again.")
 
 
+class _RenderedWhenSent(Response):
+    """An error page that is rendered in a worker thread when it is sent.
+
+    Litestar calls exception handlers on the event loop, synchronously, and turns what they return
+    into an ASGI response there: a ``Template`` would be rendered on the loop, stopping every other
+    request meanwhile (as pages did before :func:`views.common.render`). The ASGI response this
+    one gives renders with :func:`views.common.render_async` first, then sends the finished page.
+    """
+
+    def __init__(self, request: Request, template: str, status_code: int, **context):
+        super().__init__(None, status_code=status_code, media_type=MediaType.HTML)
+        self._request, self._template, self._context = request, template, context
+
+    def to_asgi_response(self, app, request: Request, **kwargs):
+        async def send_page(scope, receive, send) -> None:
+            page = await common.render_async(self._request, self._template, self.status_code, **self._context)
+            page.headers.update(self.headers)
+            page.cookies.extend(self.cookies)
+            await page.to_asgi_response(app, request, **kwargs)(scope, receive, send)
+
+        return send_page
+
+
 def error_page(request: Request, status: int, title: str | None = None, message: str | None = None) -> Response:
     default_title, default_message = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
-    return Template(
-        template_name="errors/page.html",
-        context={"title": title or default_title, "message": message or default_message, "status": status},
-        status_code=status,
+    return _RenderedWhenSent(
+        request, "errors/page.html", status, title=title or default_title, message=message or default_message,
+        status=status,
     )
 
 
