@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from relais import clock
+from relais import clock, paging
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor", "action", "object", "ip", "user_agent", "detail")
@@ -168,12 +168,17 @@ class Walk:
 
 
 def _walk(database, key: bytes) -> Walk:
+    return database.read_sync(_walk_rows, key)
+
+
+def _walk_rows(conn, key: bytes) -> Walk:
+    """The chain's rows in order on one connection (one read: the walk sees one state of it)."""
     prev_hash = GENESIS
     checked = 0
     old: tuple[int, int, str] | None = None  # the rows from before the key, while we are in them
     keyed = sealed = False
     columns = ", ".join(FIELDS)
-    for row in database.conn.query(f"SELECT id, {columns}, prev_hash, hash FROM audit_log ORDER BY id"):
+    for row in conn.query(f"SELECT id, {columns}, prev_hash, hash FROM audit_log ORDER BY id"):
         where = f"row {row['id']}"
         if row["prev_hash"] != prev_hash:
             return Walk(checked, f"{where}: does not follow the previous row (a row was removed or inserted)")
@@ -218,10 +223,24 @@ def seal(database, key: bytes) -> tuple[int, int]:
     return first, last
 
 
+def _matching(text: str) -> tuple[str, list]:
+    """The WHERE clause of a search: events whose actor, action, object or address contain text."""
+    if not text:
+        return "", []
+    return "WHERE actor LIKE ? OR action LIKE ? OR object LIKE ? OR ip LIKE ?", [f"%{text}%"] * 4
+
+
 def search(conn, text: str = "", limit: int = 200) -> list[dict]:
     """Most recent events first, optionally those whose actor, action or object contain text."""
-    where, params = "", []
-    if text:
-        where = "WHERE actor LIKE ? OR action LIKE ? OR object LIKE ? OR ip LIKE ?"
-        params = [f"%{text}%"] * 4
+    where, params = _matching(text)
     return [dict(r) for r in conn.query(f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ?", [*params, limit])]
+
+
+def search_page(database, text: str = "", page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of :func:`search`'s events, most recent first: the trail only grows, the page does not."""
+    where, params = _matching(text)
+    rows, page, total = database.read_sync(
+        paging.fetch, f"SELECT count(*) FROM audit_log {where}", f"SELECT * FROM audit_log {where} ORDER BY id DESC",
+        params, page, per_page,
+    )
+    return paging.Page(rows, page, per_page, total)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from relais import audit, i18n
+from relais import audit, i18n, paging
 from relais.db import Database
 from relais.i18n import N_
 
@@ -210,6 +210,7 @@ def entries(database: Database, rows: list[dict]) -> list[Entry]:
     return shown
 
 
-def recent(database: Database, text: str = "") -> list[Entry]:
-    """The page's rows: the most recent events (those matching ``text``), ready to show."""
-    return entries(database, audit.search(database.conn, text))
+def recent(database: Database, text: str = "", page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the most recent events (those matching ``text``), ready to show."""
+    rows = audit.search_page(database, text, page, per_page)
+    return paging.Page(entries(database, rows), rows.number, per_page, rows.total)

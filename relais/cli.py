@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -168,11 +167,7 @@ def backup(state, dest: Path) -> int:
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     dest.chmod(0o700)
     (dest / "relais.db").touch(mode=0o600)
-    target = sqlite3.connect(dest / "relais.db")
-    try:
-        state.db.conn.conn.backup(target)
-    finally:
-        target.close()
+    state.db.backup(dest / "relais.db")
     files = state.config.files_dir
     if files.exists():
         shutil.copytree(files, dest / "files", dirs_exist_ok=True)

@@ -197,6 +197,15 @@ class Database:
         self._queue.put((_RAW, (sql,), {}, future))
         future.result()
 
+    def backup(self, target_path: Path | str) -> None:
+        """A consistent copy of the database into ``target_path`` while the server runs (SQLite's
+        online backup API: the writer may go on writing meanwhile)."""
+        target = sqlite3.connect(str(target_path))
+        try:
+            self.conn.conn.backup(target)
+        finally:
+            target.close()
+
     def migrate(self) -> list[str]:
         """Apply pending migrations (run once at start, before serving)."""
         from relais.migrations import migrations

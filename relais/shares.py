@@ -128,7 +128,7 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
         raise ShareRefused("message_too_long")
     if new.language not in i18n.LANGUAGES:
         raise ShareRefused("bad_language")
-    max_days = settings.get(database.conn, "share_max_days")
+    max_days = database.read_sync(settings.get, "share_max_days")
     if not 1 <= new.expires_days <= max_days:
         raise ShareRefused("bad_expiry", days=max_days)
     if new.download_limit is not None and not 1 <= new.download_limit <= 1000:
@@ -241,9 +241,9 @@ def share_files(database: Database, share_id: str) -> list[files.StoredFile]:
     return [files.StoredFile.from_row(row) for row in rows]
 
 
-def activity(database: Database, share_id: str) -> list[dict]:
-    """What the owner sees: accesses, refusals, downloads started and completed (not each part)."""
-    return links.events(database, KIND, share_id)
+def activity(database: Database, share_id: str, page: int = 1) -> paging.Page:
+    """One page of what the owner sees: accesses, refusals, downloads started and completed (not each part)."""
+    return links.events(database, KIND, share_id, page)
 
 
 def open_of_owner(database: Database, owner_id: int) -> list[dict]:
@@ -262,7 +262,7 @@ def revoke(database: Database, config, who: audit.Who, share: Share) -> None:
 
 def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin: bool) -> None:
     """Move the expiry to ``days`` from now, never past share_max_days after creation (unless admin)."""
-    limit = clock.parse(share.created_at) + timedelta(days=settings.get(database.conn, "share_max_days"))
+    limit = clock.parse(share.created_at) + timedelta(days=database.read_sync(settings.get, "share_max_days"))
     new_expiry = clock.now() + timedelta(days=days)
     if days < 1 or (new_expiry > limit and not by_admin) or days > 365:
         raise ShareRefused("bad_expiry", days=max(0, (limit - clock.now()).days))

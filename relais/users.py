@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, i18n, passwords, settings, throttle
+from relais import audit, clock, i18n, paging, passwords, settings, throttle
 from relais.db import Database
 from relais.refusal import Refused
 
@@ -71,8 +71,12 @@ def by_email(database: Database, email: str) -> dict | None:
     return database.query_one("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
 
 
-def list_users(database: Database) -> list[User]:
-    return [User.from_row(r) for r in database.query("SELECT * FROM users ORDER BY role, email")]
+def list_users(database: Database, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of every account, by role then e-mail address."""
+    rows, page, total = database.read_sync(
+        paging.fetch, "SELECT count(*) FROM users", "SELECT * FROM users ORDER BY role, email, id", [], page, per_page,
+    )
+    return paging.Page([User.from_row(r) for r in rows], page, per_page, total)
 
 
 def count_admins(database: Database) -> int:

@@ -159,3 +159,116 @@ def test_a_file_stored_after_the_picker_was_shown_comes_back_chosen(app, auth, s
                       r'<label[^>]*>fresh\.csv', refreshed.text)
     assert fresh is not None
     assert len(re.findall(r" checked>", refreshed.text)) == 1
+
+
+# -- a share's activity, the accounts and the audit trail ---------------------------------------------
+
+def add_accesses(app, share_id: str, count: int) -> None:
+    """Accesses to a share's link, as the link core writes them, each from its own address."""
+    def insert(db):
+        for i in range(count):
+            db.execute(
+                "INSERT INTO link_events (kind, object_id, at, event, ip, user_agent) VALUES ('share', ?, ?, 'access', ?, 'x')",
+                [share_id, f"2026-11-02T00:{i // 60:02}:{i % 60:02}+00:00", f"10.9.{i // 256}.{i % 256}"],
+            )
+
+    app.state.db.write(insert)
+
+
+def addresses(html: str) -> list[str]:
+    return re.findall(r"<td>(10\.9\.\d+\.\d+)</td>", html)
+
+
+def test_a_shares_activity_is_paged_oldest_first(app, auth, staff):
+    add_shares(app, staff, 1)
+    share_id = app.state.db.scalar("SELECT id FROM shares")
+    add_accesses(app, share_id, PER_PAGE)
+    auth.login()
+    before = auth.client.get(f"/shares/{share_id}").text
+    add_accesses(app, share_id, 20 * PER_PAGE)  # the next accesses (their addresses repeat from 10.9.0.0)
+    first = auth.client.get(f"/shares/{share_id}")
+    assert first.status_code == 200
+    assert len(addresses(before)) == len(addresses(first.text)) == PER_PAGE
+    assert len(first.text) < len(before) * 1.1
+    assert addresses(first.text)[:2] == ["10.9.0.0", "10.9.0.1"]  # in the order they happened
+    assert "Page 1 of 21" in first.text and f'href="/shares/{share_id}?page=2" rel="next"' in first.text
+
+    last = auth.client.get(f"/shares/{share_id}", params={"page": "21"})
+    assert addresses(last.text)[-1] == f"10.9.{(20 * PER_PAGE - 1) // 256}.{(20 * PER_PAGE - 1) % 256}"
+    assert f'href="/shares/{share_id}?page=20" rel="prev"' in last.text and 'rel="next"' not in last.text
+    for raw, shown in (("999", "Page 21 of 21"), ("0", "Page 1 of 21"), ("abc", "Page 1 of 21")):
+        response = auth.client.get(f"/shares/{share_id}", params={"page": raw})
+        assert response.status_code == 200 and shown in response.text, raw
+    # The page still does what it did: the facts, the files, the actions.
+    assert "Revoke the link" in first.text
+
+
+def add_accounts(app, count: int, first: int = 0) -> None:
+    def insert(db):
+        for i in range(first, first + count):
+            db.execute("INSERT INTO users (email, name, role, created_at) VALUES (?, ?, 'staff', '2026-11-01T00:00:00+00:00')",
+                       [f"member-{i:04}@registry.example", f"Member {i}"])
+
+    app.state.db.write(insert)
+
+
+def accounts(html: str) -> list[str]:
+    return re.findall(r"<td>member-(\d{4})@registry\.example</td>", html)
+
+
+def test_the_accounts_list_is_paged(app, auth, admin):
+    add_accounts(app, PER_PAGE)
+    auth.login(email="admin@registry.example")
+    before = auth.client.get("/admin/users").text
+    add_accounts(app, 3 * PER_PAGE - 45, first=PER_PAGE)  # 155 staff and the admin: 4 pages
+    first = auth.client.get("/admin/users")
+    assert first.status_code == 200
+    # Admins first (by role), then staff by address: one page whatever the number of accounts.
+    assert "admin@registry.example" in first.text
+    assert len(accounts(before)) == len(accounts(first.text)) == PER_PAGE - 1
+    assert len(first.text) < len(before) * 1.1
+    assert 'href="/admin/users?page=2" rel="next"' in first.text and "Page 1 of 4" in first.text
+    last = auth.client.get("/admin/users", params={"page": "4"})
+    assert accounts(last.text) == [f"{i:04}" for i in range(3 * PER_PAGE - 1, 3 * PER_PAGE + 5)]
+    assert 'href="/admin/users?page=3" rel="prev"' in last.text and 'rel="next"' not in last.text
+    assert "Page 4 of 4" in auth.client.get("/admin/users", params={"page": "99"}).text
+    assert "Page 1 of 4" in auth.client.get("/admin/users", params={"page": "-3"}).text
+
+
+def add_audit_events(app, count: int, what: str = "test.event") -> None:
+    from relais import audit
+
+    def record(db):
+        for i in range(count):
+            audit.record(db, audit.SYSTEM, what, f"object-{i:04}")
+
+    app.state.db.write(record)
+
+
+def audited(html: str) -> list[str]:
+    return re.findall(r"object-(\d{4})", html)
+
+
+def test_the_audit_trail_is_paged_and_its_search_too(app, auth, admin):
+    add_audit_events(app, PER_PAGE)
+    auth.login(email="admin@registry.example")
+    before = auth.client.get("/admin/audit").text
+    add_audit_events(app, 4 * PER_PAGE + 7)
+    first = auth.client.get("/admin/audit")
+    assert first.status_code == 200
+    # Most recent first: the last event written tops the first page; nothing is capped at 200.
+    assert audited(first.text)[0] == f"{4 * PER_PAGE + 6:04}"
+    assert len(first.text) < len(before) * 1.1
+    assert 'href="/admin/audit?q=&amp;page=2" rel="next"' in first.text
+    pages = int(re.search(r"Page 1 of (\d+)", first.text).group(1))
+    assert pages * PER_PAGE >= 5 * PER_PAGE + 7  # every event can be reached, past the old 200 rows
+    oldest = auth.client.get("/admin/audit", params={"page": str(pages)}).text
+    assert "object-0000" in oldest and 'rel="next"' not in oldest
+    assert f"Page {pages} of {pages}" in auth.client.get("/admin/audit", params={"page": "999999"}).text
+
+    # A search is paged with its words kept in the links.
+    add_audit_events(app, PER_PAGE + 3, what="probe.found")
+    found = auth.client.get("/admin/audit", params={"q": "probe.found"})
+    assert "Page 1 of 2" in found.text and 'href="/admin/audit?q=probe.found&amp;page=2" rel="next"' in found.text
+    second = auth.client.get("/admin/audit", params={"q": "probe.found", "page": "2"}).text
+    assert audited(second) == ["0002", "0001", "0000"]

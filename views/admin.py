@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, audit_labels, auth, settings, shares, users
+from relais import audit, audit_labels, auth, paging, settings, shares, users
 from relais.i18n import N_
 from views import common
 
@@ -32,7 +32,8 @@ class NewUserForm:
 
 def _users_page(request: Request, status: int = 200, error: str = "", link: str = "", form=None) -> Template:
     return common.render(
-        request, "admin/users.html", status_code=status, users=users.list_users(common.db(request)),
+        request, "admin/users.html", status_code=status,
+        users=users.list_users(common.db(request), paging.number(request.query_params.get("page"))),
         error=error, link=link, form=form or NewUserForm(),
     )
 
@@ -103,7 +104,7 @@ def set_user_active(request: Request, user_id: int, data: Annotated[common.Confi
 @get("/audit", name="admin_audit", sync_to_thread=True)
 def show_audit(request: Request, q: str = "") -> Template:
     """The trail in the admin's language: labels for the codes, actors by name, details as lines."""
-    rows = audit_labels.recent(common.db(request), q[:200])
+    rows = audit_labels.recent(common.db(request), q[:200], paging.number(request.query_params.get("page")))
     return common.render(request, "admin/audit.html", rows=rows, q=q[:200])
 
 

@@ -10,7 +10,7 @@ from jinja2 import pass_context
 from litestar import Request, Router, Response, get
 from litestar.response import Redirect
 
-from relais import i18n, terms, times, users
+from relais import health, i18n, terms, times, users
 from views import common
 
 
@@ -57,16 +57,10 @@ def switch_language(request: Request, code: str, next: str | None = None) -> Red
 async def health_check(request: Request) -> Response:
     """200 when the database answers and the data folder takes a write; 503 otherwise."""
     try:
-        await common.db(request).read(_check_health, request.app.state.config.tmp_dir / f".healthz-{os.getpid()}")
+        await common.db(request).read(health.check, request.app.state.config.tmp_dir / f".healthz-{os.getpid()}")
     except Exception as exc:  # any failure means "not healthy"; say which part
         return Response({"status": "error", "detail": type(exc).__name__}, status_code=503)
     return Response({"status": "ok"})
-
-
-def _check_health(conn, probe) -> None:
-    conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()  # the schema is in place
-    probe.write_bytes(b"ok")
-    probe.unlink()
 
 
 FAVICON = Path(__file__).resolve().parent.parent / "static" / "favicon.ico"

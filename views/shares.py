@@ -49,7 +49,7 @@ def _form_page(request: Request, status: int = 200, error: str = "", form: dict 
     database, user = common.db(request), common.current_user(request)
     listed_at = clock.now_iso()  # before the query: a file stored meanwhile counts as new next time
     available = files.list_files(database, user.id, paging.number(request.query_params.get("page")))
-    values = settings.all_values(database.conn)
+    values = database.read_sync(settings.all_values)
     form = form or {"language": common.lang(request), "expires_days": values["share_default_days"], "file_ids": []}
     return common.render(
         request, "shares/new.html", status_code=status, error=error, form=form, available=available,
@@ -168,9 +168,10 @@ def show_share(request: Request, share_id: str) -> Template:
         request, "shares/detail.html", share=share, status=share.status(), status_names=STATUS_NAMES,
         shown_status=shown_status(share),
         files=shares.share_files(database, share_id), recipients=recipients,
-        events=shares.activity(database, share_id), event_names=EVENT_NAMES,
+        events=shares.activity(database, share_id, paging.number(request.query_params.get("page"))),
+        event_names=EVENT_NAMES,
         error=request.query_params.get("error", ""),
-        notice=request.query_params.get("notice", ""), max_days=settings.get(database.conn, "share_max_days"),
+        notice=request.query_params.get("notice", ""), max_days=database.read_sync(settings.get, "share_max_days"),
     )
 
 

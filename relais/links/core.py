@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from relais import audit, clock, emails, passwords, settings, terms, throttle
+from relais import audit, clock, emails, paging, passwords, settings, terms, throttle
 from relais.db import Database
 
 LINK_SESSION = timedelta(hours=2)
@@ -105,12 +105,15 @@ def event(db, who: audit.Who, kind: Kind, object_id: str, what: str, file_id: st
         audit.record(db, who, f"{kind.name}.{what}", object_id, **({"file": file_id} if file_id else {}), **audited)
 
 
-def events(database: Database, kind: Kind, object_id: str) -> list[dict]:
-    """What the owner sees: accesses, refusals, locks, downloads started and completed (not each part)."""
-    return database.query(
-        f"SELECT * FROM link_events WHERE kind = ? AND object_id = ? AND event NOT IN ({', '.join('?' * len(HIDDEN))})"
-        " ORDER BY id", [kind.name, object_id, *HIDDEN],
+def events(database: Database, kind: Kind, object_id: str, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """What the owner sees: accesses, refusals, locks, downloads started and completed (not each
+    part), one page at a time in the order they happened: every access adds a row."""
+    where = f"FROM link_events WHERE kind = ? AND object_id = ? AND event NOT IN ({', '.join('?' * len(HIDDEN))})"
+    rows, page, total = database.read_sync(
+        paging.fetch, f"SELECT count(*) {where}", f"SELECT * {where} ORDER BY id", [kind.name, object_id, *HIDDEN],
+        page, per_page,
     )
+    return paging.Page(rows, page, per_page, total)
 
 
 def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.Who, token: str, password: str,
