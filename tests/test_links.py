@@ -12,6 +12,7 @@ import pytest
 
 from relais import audit, clock, links, passwords, settings
 from relais.links import core
+from tests import aio
 from tests.conftest import audit_rows
 
 WHO = audit.Who(actor="anonymous", ip="192.0.2.7", user_agent="tuspy")
@@ -56,7 +57,8 @@ def request_link(app, staff):
 
 
 def unlock(app, token: str, password: str) -> links.UnlockResult:
-    return links.unlock(app.state.db, app.state.hasher, REQUEST, WHO, token, password, app.state.config.base_url)
+    return aio.run(links.unlock(app.state.db, app.state.hasher, REQUEST, WHO, token, password,
+                                app.state.config.base_url))
 
 
 def test_a_request_link_unlocks_with_its_password(app, request_link):

@@ -662,6 +662,72 @@ def test_a_zip_cut_off_records_nothing(app, shared, guest, monkeypatch):
     assert app.state.db.scalar("SELECT downloaded_at FROM shares") is None
 
 
+def test_a_stale_if_range_counts_the_whole_file_it_gets(app, auth, staff, guest):
+    """A Range with an If-Range that does not match gets the whole file (200): that is a complete
+    download, counted as one, so the limit holds (it used to record the asked range, never byte 0)."""
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1", delete_after_download="on")
+    unlock(guest, link, password)
+    stale = {"range": "bytes=1-", "if-range": '"nope"'}
+    first = guest.get(f"{link}/files/{stored.id}", headers=stale)
+    assert first.status_code == 200 and first.content == CSV
+    assert downloads_of(app, stored.id) == 1
+    part = app.state.db.query_one("SELECT start, bytes FROM link_events WHERE event = 'download_part'")
+    assert part == {"start": 0, "bytes": len(CSV)}
+    assert app.state.db.scalar("SELECT downloaded_at FROM shares") is not None
+    assert app.state.db.scalar("SELECT count(*) FROM share_files") == 0  # deleted after the download
+    for _ in range(4):
+        again = guest.get(f"{link}/files/{stored.id}", headers=stale)
+        assert again.status_code in (404, 410) and CSV not in again.content
+    assert downloads_of(app, stored.id) == 1
+
+
+def test_a_stale_if_range_cannot_dodge_the_download_limit(app, auth, staff, guest):
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
+    unlock(guest, link, password)
+    stale = {"range": "bytes=1-", "if-range": '"nope"'}
+    answers = [guest.get(f"{link}/files/{stored.id}", headers=stale) for _ in range(5)]
+    assert answers[0].status_code == 200 and answers[0].content == CSV
+    assert [a.status_code for a in answers[1:]] == [410] * 4
+    assert downloads_of(app, stored.id) == 1
+    # The matching validator still resumes a range, which is counted as that range.
+    assert guest.get(f"{link}/files/{stored.id}", headers={"range": "bytes=1-", "if-range": f'"{stored.sha256}"'}
+                     ).status_code == 410
+
+
+def test_a_cut_zip_holds_its_places_for_the_grace_only(app, auth, staff, frozen, guest, monkeypatch):
+    """A zip cut off holds the limit's places for RESUME_GRACE (15 minutes), as a cut single
+    download does; not for the link session's two hours."""
+    import asyncio
+
+    from views import downloads as download_views
+
+    link, password, stored, _ = share_one_file(app, auth, staff, download_limit="1")
+    unlock(guest, link, password)
+    prefetch = download_views.streaming.prefetch
+
+    async def one_block_then_stall(iterator):
+        async for block in prefetch(iterator):
+            yield block
+            await asyncio.sleep(5)  # the client hangs up during this pause
+
+    monkeypatch.setattr(download_views.streaming, "prefetch", one_block_then_stall)
+    assert 0 < len(_raw_get(app, f"{link}/zip", dict(guest.cookies), hang_up_after=1)) < stored.size
+    monkeypatch.setattr(download_views.streaming, "prefetch", prefetch)
+    assert downloads_of(app, stored.id) == 0
+    part = app.state.db.query_one("SELECT start, bytes FROM link_events WHERE event = 'download_part'")
+    assert part == {"start": 0, "bytes": 0}
+    assert audit_rows(app, "share.download_partial")
+    with TestClient(app, base_url=BASE_URL) as other:
+        unlock(other, link, password)
+        frozen.advance(minutes=14)
+        busy = other.get(f"{link}/files/{stored.id}")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "900"  # kept for a resumption
+        frozen.advance(minutes=2)
+        whole = other.get(f"{link}/files/{stored.id}")
+        assert whole.status_code == 200 and whole.content == CSV  # the cut zip's place lapsed
+    assert downloads_of(app, stored.id) == 1
+
+
 # -- wrong passwords say when to try again -------------------------------------------------------
 
 def test_the_wrong_password_that_starts_a_wait_says_until_when(app, frozen, shared, guest):

@@ -66,6 +66,17 @@ def _etag(stored: files.StoredFile) -> str:
     return f'"{stored.sha256}"'  # stored files never change, so their hash is a strong validator
 
 
+def effective_range(request: Request, stored: files.StoredFile) -> tuple[int, int] | None | str:
+    """The range this request gets of the file, If-Range included: what :func:`file_response`
+    sends and what a caller counting the bytes must record, worked out in one place so the two
+    never disagree (a stale If-Range sends the whole file from byte 0, not the asked range)."""
+    wanted = parse_range(request.headers.get("range"), stored.size)
+    if_range = request.headers.get("if-range")
+    if wanted is not None and if_range is not None and if_range.strip() != _etag(stored):
+        return None  # the client holds parts of another version: send all of this one
+    return wanted
+
+
 def file_response(request: Request, stored: files.StoredFile) -> Response:
     """The whole file (200) or one range of it (206), or 416; never cached, never sniffed."""
     state = request.app.state
@@ -75,10 +86,7 @@ def file_response(request: Request, stored: files.StoredFile) -> Response:
         "Content-Disposition": content_disposition(stored.name), "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store", "Accept-Ranges": "bytes", "ETag": _etag(stored),
     }
-    wanted = parse_range(request.headers.get("range"), stored.size)
-    if_range = request.headers.get("if-range")
-    if wanted is not None and if_range is not None and if_range.strip() != _etag(stored):
-        wanted = None  # the client holds parts of another version: send all of this one
+    wanted = effective_range(request, stored)
     if wanted == "unsatisfiable":
         return Response(content=b"", status_code=416, headers={**headers, "Content-Range": f"bytes */{stored.size}"})
     start, end = wanted or (0, stored.size)

@@ -60,29 +60,35 @@ def _wait_minutes(seconds: int) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
-def unlock_answer(request: Request, kind: links.Kind, token: str, password: str, home: str, password_page):
+async def unlock_answer(request: Request, kind: links.Kind, token: str, password: str, home: str, password_page):
     """The answer to a link's password and Access button, for every kind of link: a redirect to
     ``home`` with the link session's cookie, or ``password_page(status, error)`` saying what went
-    wrong and, when the next try must wait, for how long (also in Retry-After)."""
+    wrong and, when the next try must wait, for how long (also in Retry-After).
+
+    Async, like the staff login: the check awaits argon2 and the database in their own queues,
+    so a flood of guesses holds no worker thread; only the page is rendered in one, briefly."""
     state = request.app.state
-    result = links.unlock(state.db, state.hasher, kind, common.who(request), token, password, state.config.base_url)
+    result = await links.unlock(state.db, state.hasher, kind, common.who(request), token, password,
+                                state.config.base_url)
     if result.outcome is links.Unlock.OK:
         response = Redirect(home, status_code=303)
         response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
                             httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
         return response
-    if links.find_open(state.db, kind, token) is None:
-        return _invalid(request)
+    if await links.find_open_async(state.db, kind, token) is None:
+        return await common.in_thread(_invalid, request)
     if result.outcome is links.Unlock.WAIT:
-        page = password_page(429, common.ngettext(
+        error = common.ngettext(
             request, "Too many wrong passwords. Try again in %(num)s minute.",
-            "Too many wrong passwords. Try again in %(num)s minutes.", _wait_minutes(result.retry_after)))
+            "Too many wrong passwords. Try again in %(num)s minutes.", _wait_minutes(result.retry_after))
+        page = await common.in_thread(password_page, 429, error)
     elif result.retry_after:  # this wrong password made the next try wait: say so now, not at the next try
-        page = password_page(401, common.ngettext(
+        error = common.ngettext(
             request, "This password is not correct. You can try again in %(num)s minute.",
-            "This password is not correct. You can try again in %(num)s minutes.", _wait_minutes(result.retry_after)))
+            "This password is not correct. You can try again in %(num)s minutes.", _wait_minutes(result.retry_after))
+        page = await common.in_thread(password_page, 401, error)
     else:
-        return password_page(401, common.gettext(request, "This password is not correct."))
+        return await common.in_thread(password_page, 401, common.gettext(request, "This password is not correct."))
     page.headers["Retry-After"] = str(result.retry_after)  # RFC 9110: seconds until a try is checked again
     return page
 
@@ -106,10 +112,10 @@ def open_link(request: Request, token: str) -> Template:
     return _password_page(request, token)
 
 
-@post("/s/{token:str}", sync_to_thread=True)
-def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
+@post("/s/{token:str}")
+async def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
     """The password and the Access button; accepting the terms is recorded with the access."""
-    return unlock_answer(request, SHARE, token, data.password, f"/s/{token}",
+    return await unlock_answer(request, SHARE, token, data.password, f"/s/{token}",
                          lambda status, error: _password_page(request, token, status, error))
 
 
@@ -119,7 +125,7 @@ CHECK_EVERY = 64  # chunks (about 64 MiB) between two "is the share still open?"
 def _counted(request: Request, response: Response, share: shares.Share, session: str, single=None, zipped=()):
     """Stream the response while noting what was sent; stop if the share is revoked or deleted
     meanwhile. ``single``: (file, first byte) of a one-file response; ``zipped``: the files of a zip,
-    counted only if the whole zip went out."""
+    counted only if the whole zip went out (a zip cut off only closes its members' responses)."""
     state, who = request.app.state, common.who(request)
     inner = response.iterator
     length = int(response.headers["Content-Length"])
@@ -133,18 +139,20 @@ def _counted(request: Request, response: Response, share: shares.Share, session:
                 sent += len(chunk)
                 yield chunk
         finally:
-            if single is not None:
-                done = [(single[0], single[1], sent)]
-            else:
+            # Shielded: a client that disconnects cancels the response, never the bookkeeping.
+            with CancelScope(shield=True):
+                if single is not None:
+                    await common.in_thread(share_downloads.record_download, state.db, who, share,
+                                           [(single[0], single[1], sent)], session, state.config)
                 # Whole when every byte went out, not when the iterator ran to its end: a client
                 # that has all it was promised closes the connection, and the server may cancel
                 # the response before it notices that nothing more is due.
-                done = [(stored, 0, stored.size) for stored in zipped] if sent == length else []
-            if done:
-                # Shielded: a client that disconnects cancels the response, never the bookkeeping.
-                with CancelScope(shield=True):
-                    await common.in_thread(share_downloads.record_download, state.db, who, share, done, session,
-                                           state.config)
+                elif sent == length:
+                    await common.in_thread(share_downloads.record_download, state.db, who, share,
+                                           [(stored, 0, stored.size) for stored in zipped], session, state.config)
+                else:  # cut off: its places in the limit last RESUME_GRACE, as a cut single download's
+                    await common.in_thread(share_downloads.record_cut_off, state.db, who, share, list(zipped),
+                                           session)
 
     response.iterator = counting()
     return response
@@ -175,7 +183,7 @@ def download_file(request: Request, token: str, file_id: str) -> Response:
     if not chosen:
         raise NotFoundException()
     stored = chosen[0]
-    wanted = downloads.parse_range(request.headers.get("range"), stored.size)
+    wanted = downloads.effective_range(request, stored)  # what file_response will send, If-Range included
     if wanted == "unsatisfiable":
         return downloads.file_response(request, stored)  # 416: nothing is sent, nothing counted
     start = wanted[0] if wanted else 0

@@ -70,13 +70,23 @@ def load(database: Database, kind: Kind, object_id: str):
     return kind.from_row(row) if row else None
 
 
-def find_open(database: Database, kind: Kind, token: str):
-    """The object behind a link token if the guest may still use it; None tells nothing more."""
+def _open(db, kind: Kind, token: str):
+    """``find_open`` on a connection (a reader thread's, or the writer's)."""
     if not token or len(token) > MAX_TOKEN:
         return None
-    row = database.query_one(f"SELECT * FROM {kind.table} WHERE token_hash = ?", [passwords.token_hash(token)])
+    row = next(iter(db.query(f"SELECT * FROM {kind.table} WHERE token_hash = ?", [passwords.token_hash(token)])), None)
     found = kind.from_row(row) if row else None
     return found if found is not None and found.open else None
+
+
+def find_open(database: Database, kind: Kind, token: str):
+    """The object behind a link token if the guest may still use it; None tells nothing more."""
+    return database.read_sync(_open, kind, token)
+
+
+async def find_open_async(database: Database, kind: Kind, token: str):
+    """:func:`find_open` for async code (the read runs on the database's reader threads)."""
+    return await database.read(_open, kind, token)
 
 
 def still_open(database: Database, kind: Kind, object_id: str) -> bool:
@@ -116,19 +126,25 @@ def events(database: Database, kind: Kind, object_id: str, page: int = 1, per_pa
     return paging.Page(rows, page, per_page, total)
 
 
-def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.Who, token: str, password: str,
-           base_url: str) -> UnlockResult:
-    """The password and the Access button: on success a new link session (its token, for a cookie)."""
-    found = find_open(database, kind, token)
+async def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.Who, token: str,
+                 password: str, base_url: str) -> UnlockResult:
+    """The password and the Access button: on success a new link session (its token, for a cookie).
+
+    Awaited on the event loop, as a staff login is (:func:`relais.auth.login`): anyone may post
+    to any link, so a flood of guesses must wait in the hasher's and the database's own queues,
+    never in the worker threads that serve pages and transfers (one per guess, held for the whole
+    argon2 wait, was enough to stall every page)."""
+    found = await find_open_async(database, kind, token)
     keys = [kind.subject(found.id if found else "unknown"), f"ip:{who.ip}"]
-    wait = throttle.locked_for(database, keys)
+    wait = await database.read(throttle.locked_for, keys)
     if wait:
         if found:
-            database.write(event, who, kind, found.id, "access_refused", detail="wait", reason="wait")
+            await database.write_async(event, who, kind, found.id, "access_refused", detail="wait", reason="wait")
         return UnlockResult(Unlock.WAIT, retry_after=wait)
-    stored = _row(database, kind, found.id)["password_hash"] if found else None
+    row = await database.read(_row, kind, found.id) if found else None
+    stored = row["password_hash"] if row else None
     # One argon2 verification whatever the case, so an unknown link answers like a wrong password.
-    ok = len(password) <= passwords.MAX_LENGTH and hasher.verify(stored, password) and found is not None
+    ok = len(password) <= passwords.MAX_LENGTH and await hasher.verify_async(stored, password) and found is not None
     if ok:
         session = passwords.new_token()
 
@@ -145,7 +161,7 @@ def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.
             version = terms.record_acceptance(db, who, subject=kind.subject(found.id))
             event(db, who, kind, found.id, "access", terms_version=version)
 
-        database.write(grant)
+        await database.write_async(grant)
         return UnlockResult(Unlock.OK, session_token=session)
 
     def refuse(db) -> int:
@@ -164,7 +180,7 @@ def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.
         return throttle.locked_for(db, keys)
 
     # The person is told at once when this failure makes the next try wait (page and Retry-After).
-    return UnlockResult(Unlock.INVALID, retry_after=database.write(refuse))
+    return UnlockResult(Unlock.INVALID, retry_after=await database.write_async(refuse))
 
 
 def _lock(db, who: audit.Who, kind: Kind, found, failures: int, base_url: str) -> None:

@@ -4,7 +4,8 @@ as a download, the owner's receipt and "delete after download".
 A download counts when the bytes one link session received since its previous download cover
 the whole file, in one response or in several ranged ones (a resumed download, a download
 manager's parallel segments); a zip counts as a download of each file it contained once it was
-sent whole. A partial response, such as a 28-byte Range probe, never counts as a download.
+sent whole (a zip cut off closes its members' responses, counting nothing). A partial response,
+such as a 28-byte Range probe, never counts as a download.
 """
 
 from __future__ import annotations
@@ -154,6 +155,19 @@ def record_download(database: Database, who: audit.Who, share: shares.Share, sen
     everything = database.write(record)
     if everything and share.delete_after_download and core.still_open(database, KIND, share.id):
         shares.delete(database, config, audit.SYSTEM, share, action="share.delete_after_download")
+
+
+def record_cut_off(database: Database, who: audit.Who, share: shares.Share, zipped: list, session: str) -> None:
+    """After a zip that was not sent whole: close each member's response (a part of 0 bytes, as
+    nothing of a zip counts before it is whole), so its place in the limit lasts RESUME_GRACE, as
+    a cut single download's does, not until the link session ends."""
+
+    def record(db):
+        for stored in zipped:
+            core.event(db, who, KIND, share.id, "download_part", stored.id, session=session, detail=stored.name)
+            audit.record(db, who, "share.download_partial", share.id, file=stored.id, start=0, bytes=0)
+
+    database.write(record)
 
 
 def _receipt(db, share: shares.Share, who: audit.Who, base_url: str) -> None:
