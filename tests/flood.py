@@ -7,6 +7,8 @@ whose load nobody knows. The flood is what a password-guessing botnet sends: ``F
 once, again and again, each for a made-up account from its own address (``X-Forwarded-For``: the
 loopback peer is a trusted proxy), so that no lock cuts argon2 short and every attempt costs a
 full verification. Meanwhile one client keeps paging through an account holding thousands of files.
+The link flood is the same botnet guessing share-link passwords (``LINK_FLOOD`` posts at once to
+made-up links, each from its own address): it needs no account at all.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.serving import Server
 MIB = 1024 * 1024
 GZIP = b"\x1f\x8b\x08\x00"  # the content must match the .gz name
 FLOOD = 40  # logins at once
+LINK_FLOOD = 60  # link passwords at once (what stalled every page before the unlock was async)
 LISTED = 5000  # files of the account whose list is paged through
 WARM_UP = 1.0  # seconds the flood runs before the measurements start
 LIST_PAUSE = 0.2  # between two pages of the long list: a person paging fast, not a second flood
@@ -105,15 +108,17 @@ def delete(session: Session, file: str) -> None:
 class Load:
     """Background clients until stopped: the health checker always; the flood and the lister if asked."""
 
-    def __init__(self, server: Server, lister: Session | None, flood: bool):
+    def __init__(self, server: Server, lister: Session | None, flood: bool, link_flood: bool = False):
         self.url, self.lister, self.stop = server.url, lister, threading.Event()
         self.health: list[tuple[float, float]] = []  # (when, seconds)
-        self.logins, self.pages, self.errors = 0, 0, []
+        self.logins, self.pages, self.link_guesses, self.errors = 0, 0, 0, []
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._health, daemon=True)]
         if flood:
             self.threads += [threading.Thread(target=self._guess, daemon=True) for _ in range(FLOOD)]
             self.threads.append(threading.Thread(target=self._list, daemon=True))
+        if link_flood:
+            self.threads += [threading.Thread(target=self._guess_link, daemon=True) for _ in range(LINK_FLOOD)]
 
     def __enter__(self) -> Load:
         for thread in self.threads:
@@ -157,6 +162,20 @@ class Load:
                 self.logins += 1
         self._run(step)
 
+    def _guess_link(self) -> None:
+        http = requests.Session()
+        csrf = http.get(self.url + "/login", timeout=60).cookies["__Host-csrf"]
+
+        def step():
+            address = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+            response = http.post(f"{self.url}/s/{secrets.token_urlsafe(32)}", timeout=300, allow_redirects=False,
+                                 headers={"Cookie": f"__Host-csrf={csrf}", "X-Forwarded-For": address},
+                                 data={"password": "not the password at all", "_csrf_token": csrf})
+            assert response.status_code == 404, response.status_code  # no such link: the same page as a wrong one
+            with self.lock:
+                self.link_guesses += 1
+        self._run(step)
+
     def _list(self) -> None:
         pages = LISTED // 50
 
@@ -172,6 +191,17 @@ class Load:
     def health_between(self, start: float, end: float) -> list[float]:
         with self.lock:
             return [seconds for at, seconds in self.health if start <= at <= end]
+
+
+def page_seconds(session: Session, path: str = "/files", times: int = 5) -> list[float]:
+    """How long a logged-in page takes, ``times`` times in a row."""
+    seconds = []
+    for _ in range(times):
+        start = time.perf_counter()
+        response = requests.get(session.url + path, headers=session.headers, allow_redirects=False, timeout=300)
+        assert response.status_code == 200, response.status_code
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def one_round(server: Server, staff: Session, lister: Session, download_id: str, upload_data: bytes,

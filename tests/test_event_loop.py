@@ -196,3 +196,27 @@ def test_error_pages_are_rendered_off_the_event_loop(app, auth, staff):
     assert stale.status_code == 403 and "Form expired" in stale.text
     errors = [on_loop for name, on_loop in rendered if name == "errors/page.html"]
     assert len(errors) == 3 and not any(errors)
+
+
+PAGE_FACTOR = 20  # median logged-in page under the link flood, at most this many times the idle median (about
+# 2 after the fix, on a shared machine; some 3,000 before it)
+
+
+def test_a_flood_of_link_passwords_leaves_logged_in_pages_alone(server):
+    """Anyone may post a password to any link: 60 at once from many addresses must wait for argon2
+    in the hasher's queue, not in the worker threads pages need (before, /files took 11.6 s)."""
+    import statistics
+    import time
+
+    staff = flood.Session(server, flood.EMAIL)
+    seconds, guesses = {False: [], True: []}, 0
+    for busy in (False, True, False, True):  # interleaved: others' work on the machine comes in bursts
+        with flood.Load(server, None, flood=False, link_flood=busy) as load:
+            time.sleep(flood.WARM_UP if busy else 0.3)
+            seconds[busy] += flood.page_seconds(staff, "/files")
+        assert not load.errors, load.errors[:3]
+        guesses += load.link_guesses
+    idle, under_flood = statistics.median(seconds[False]), statistics.median(seconds[True])
+    report = f"idle {seconds[False]}, link flood {seconds[True]}, {guesses} guesses"
+    assert guesses >= flood.LINK_FLOOD, report  # the flood really ran
+    assert under_flood <= PAGE_FACTOR * idle, report
