@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import audit, mail, once, times, uploads
+from relais import audit, mail, once, times, uploads, workers
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -49,6 +49,8 @@ def prepare(config: Config) -> dict:
         "shown_once": once.ShownOnce(),
         # The tus uploads' open writers and the requests writing to them, for this process.
         "uploads": uploads.Engine(database, master_key, config.files_dir),
+        # Threads for transfer disk work, apart from the pages' (relais.workers).
+        "workers": workers.Workers(),
         # Set when the server is asked to stop: tus uploads in flight then save what arrived and
         # answer 503 at once (the client resumes after the restart) instead of holding up the stop.
         "stopping": threading.Event(),

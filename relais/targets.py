@@ -38,8 +38,10 @@ class Kind(Protocol):
     def max_size(self, database: Database, target: Target) -> int:
         """The largest file this target takes, in bytes (tus ``Tus-Max-Size``)."""
 
-    def check_new(self, database: Database, target: Target, raw_name: str, length: int) -> tuple[str, str]:
-        """(name, media type) of a file this target accepts; raises files.FileRefused otherwise."""
+    def check_new(self, database: Database, target: Target, raw_name: str, length: int | None) -> tuple[str, str]:
+        """(name, media type) of a file this target accepts; raises files.FileRefused otherwise.
+        ``length`` is None for a plain-form upload, whose size is known only once it has arrived
+        (it is held to max_size as it streams in)."""
 
     def deliver(self, db, target: Target, file_id: str) -> None:
         """Put the finished file where it goes; runs inside the transaction that completes it."""
@@ -54,7 +56,7 @@ class MyFiles:
     def max_size(self, database: Database, target: Target) -> int:
         return files.limits(database)[0]
 
-    def check_new(self, database: Database, target: Target, raw_name: str, length: int) -> tuple[str, str]:
+    def check_new(self, database: Database, target: Target, raw_name: str, length: int | None) -> tuple[str, str]:
         return files.check_new(database, int(target.id), raw_name, length)
 
     def deliver(self, db, target: Target, file_id: str) -> None:

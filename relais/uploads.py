@@ -154,6 +154,21 @@ class Engine:
         self._keep(upload_id, writer)
         return self.find(upload_id, target)
 
+    def begin_whole(self, target: Target, raw_name: str) -> tuple[str, storage.SegmentWriter]:
+        """A file sent whole in one request (the plain-form upload), through the same target as
+        tus: its checks before a byte is stored (the length is not known yet: the caller holds the
+        body to the target's max_size as it arrives), then the invisible file and its writer."""
+        kind = targets.kind(target)
+        name, media_type = kind.check_new(self.database, target, raw_name, None)
+        return files.begin(self.database, self.master, self.files_dir, kind.owner_id(target), name, media_type)
+
+    def complete_whole(self, who: audit.Who, target: Target, file_id: str,
+                       writer: storage.SegmentWriter) -> files.StoredFile:
+        """Finish a file begun by begin_whole(), delivered to its target in the completing transaction."""
+        kind = targets.kind(target)
+        return files.complete(self.database, self.master, self.files_dir, who, file_id, writer,
+                              deliver=lambda db, stored_id: kind.deliver(db, target, stored_id))
+
     def find(self, upload_id: str, target: Target) -> Upload | None:
         """The upload if it exists and belongs to this target, expired or not; else None (an
         upload of another target is as absent as a missing one, whatever URL the asker holds)."""

@@ -630,8 +630,8 @@ def test_a_zip_counts_when_the_client_hangs_up_after_the_last_byte(app, shared, 
     unlock(guest, link, password)
     prefetch = download_views.streaming.prefetch
 
-    async def slow_to_end(iterator):
-        async for block in prefetch(iterator):
+    async def slow_to_end(iterator, *rest):
+        async for block in prefetch(iterator, *rest):
             yield block
         await asyncio.sleep(5)  # the server has not noticed the end yet when the client hangs up
 
@@ -650,8 +650,8 @@ def test_a_zip_cut_off_records_nothing(app, shared, guest, monkeypatch):
     unlock(guest, link, password)
     prefetch = download_views.streaming.prefetch
 
-    async def one_block_then_stall(iterator):
-        async for block in prefetch(iterator):
+    async def one_block_then_stall(iterator, *rest):
+        async for block in prefetch(iterator, *rest):
             yield block
             await asyncio.sleep(5)  # the client hangs up during this pause
 

@@ -206,6 +206,12 @@ async def in_thread(fn, *args):
     return await to_thread.run_sync(functools.partial(fn, *args))
 
 
+async def on_disk(connection: ASGIConnection, fn, *args):
+    """Transfer disk work (writing, checkpointing, finishing, spooling a block) in a thread of the
+    transfers' own limit (relais.workers), so that pages filling the shared pool never hold it up."""
+    return await connection.app.state.workers.on_disk(fn, *args)
+
+
 SIZE_UNITS = N_("B|KB|MB|GB|TB")  # one msgid for the server and the uploader's script
 
 

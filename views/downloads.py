@@ -97,7 +97,7 @@ def file_response(request: Request, stored: files.StoredFile) -> Response:
     headers["Content-Length"] = str(end - start)
     common.db(request).write(lambda db: audit.record(
         db, common.who(request), "file.download", stored.id, name=stored.name, start=start, end=end))
-    return Stream(streaming.decrypted(chunks), status_code=status, media_type=stored.media_type, headers=headers)
+    return Stream(streaming.decrypted(chunks, state.workers), status_code=status, media_type=stored.media_type, headers=headers)
 
 
 def zip_response(request: Request, chosen: list[files.StoredFile]) -> Response:
@@ -119,7 +119,7 @@ def zip_response(request: Request, chosen: list[files.StoredFile]) -> Response:
         db, common.who(request), "file.download_zip", ",".join(s.id for s in chosen), count=len(chosen)))
     headers = {"Content-Disposition": content_disposition(f"relais-{stamp}.zip"), "X-Content-Type-Options": "nosniff",
                "Cache-Control": "no-store", "Content-Length": str(len(archive))}
-    return Stream(streaming.prefetch(archive), media_type="application/zip", headers=headers)
+    return Stream(streaming.prefetch(archive, state.workers), media_type="application/zip", headers=headers)
 
 
 def _lazy(state, stored: files.StoredFile):

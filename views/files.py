@@ -17,10 +17,11 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from relais import files, paging, space
+from relais import files, paging, space, targets
 from relais.i18n import N_
 from relais.refusal import Size
 from views import common, downloads, errors, framework, streaming
+from views import uploads as tus
 
 log = logging.getLogger("relais")
 
@@ -104,11 +105,11 @@ STALE_FORM = N_("This form was open too long or came from another site. Reload t
 class _FormReceiver:
     """Feeds the push parser's events into the store: one part at a time, one file open at a time."""
 
-    def __init__(self, request: Request, max_size: int):
+    def __init__(self, request: Request, target: targets.Target, max_size: int):
         state = request.app.state
-        self.request, self.max_size = request, max_size
-        self.database, self.master, self.files_dir = state.db, state.master_key, state.config.files_dir
-        self.user, self.who = common.current_user(request), common.who(request)
+        self.request, self.target, self.max_size = request, target, max_size
+        self.engine, self.files_dir, self.workers = state.uploads, state.config.files_dir, state.workers
+        self.who = common.who(request)
         self.token: bytearray | None = None  # the _csrf_token part being read
         self.token_checked = False
         self.current: dict | None = None  # the file part being stored
@@ -121,11 +122,10 @@ class _FormReceiver:
             if not self.token_checked:  # a file before a valid token: refused before a byte is stored
                 raise _FormProblem(403, STALE_FORM)
             if part.filename:  # a file input left empty sends a part without a name: nothing to store
-                name, media_type = await common.in_thread(files.check_new, self.database, self.user.id, part.filename, None)
-                file_id, writer = await common.in_thread(files.begin, self.database, self.master, self.files_dir, self.user.id,
-                                             name, media_type)
+                # The target's checks, owner and delivery, as for tus (relais.uploads).
+                file_id, writer = await common.on_disk(self.request, self.engine.begin_whole, self.target, part.filename)
                 self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
-                                "pipeline": streaming.Pipeline(space.checked(self.files_dir, writer.write))}
+                                "pipeline": streaming.Pipeline(space.checked(self.files_dir, writer.write), self.workers)}
 
     async def data(self, chunk) -> None:
         if self.token is not None:
@@ -155,8 +155,8 @@ class _FormReceiver:
                 if current["parts"]:
                     await current["pipeline"].write(b"".join(current["parts"]))
                 await current["pipeline"].drain()
-                await common.in_thread(files.complete, self.database, self.master, self.files_dir, self.who, current["id"],
-                           current["writer"])
+                await common.on_disk(self.request, self.engine.complete_whole, self.who, self.target, current["id"],
+                                     current["writer"])
             except BaseException:
                 self.current = current  # so that abort() removes it
                 raise
@@ -169,21 +169,24 @@ class _FormReceiver:
                 await self.current["pipeline"].drain()  # never close the writer under a running write
             except Exception:
                 pass  # the error that brought us here is being reported already
-            self.current["writer"].close()
-            await common.in_thread(files.discard, self.database, self.files_dir, self.current["id"])
+            # Closing waits for a sealing batch in flight: in a disk thread, never on the event loop.
+            await common.on_disk(self.request, self.current["writer"].close)
+            await common.on_disk(self.request, files.discard, self.engine.database, self.files_dir, self.current["id"])
             self.current = None
 
 
 async def _receive_form(request: Request, boundary: str) -> int:
     """Parse the body as it arrives; returns how many files were stored."""
-    receiver = _FormReceiver(request, (await common.in_thread(files.limits, request.app.state.db))[0])
+    target = tus.target_of(request)
+    max_size = await common.in_thread(targets.kind(target).max_size, request.app.state.db, target)
+    receiver = _FormReceiver(request, target, max_size)
     parser = PushMultipartParser(boundary, max_segment_count=1000)
     declared = request.headers.get("content-length", "")
     try:
         # A body that cannot fit beside the database's reserve (relais.space) is refused before a
         # byte is read. A browser sends the body's length; without one (chunked) each block is
         # checked as it is written instead, which also stops this upload when others fill the disk.
-        await common.in_thread(space.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
+        await common.on_disk(request, space.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
         async for chunk in request.stream():
             if not chunk:
                 continue

@@ -2,7 +2,9 @@
 
 Hashing happens in a worker thread, encrypting and writing in the writer's sealing thread
 (``cryptography`` and ``hashlib`` release the GIL), so the event loop keeps serving other requests
-and the three stages use both cores. One block is written while the next is received: awaiting
+and the three stages use both cores. The worker threads are the transfers' own
+(:class:`relais.workers.Workers`), never the pool the sync page handlers share: a flood of pages
+waits behind itself, not in front of a block. One block is written while the next is received: awaiting
 each write before reading on would leave the socket idle half of the time.
 """
 
@@ -11,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from anyio import to_thread
 from litestar import Request
 
 from relais import auth, clock, storage
+from relais.workers import Workers
 from views import framework
 
 # Hand the cipher and the disk large blocks, never the server's small chunks; one segment each,
@@ -87,6 +89,7 @@ class KeepAlive:
     def __init__(self, request: Request):
         session = request.scope.get("auth")
         self._database, self._id_hash = request.app.state.db, session.id_hash if session else None
+        self._workers = request.app.state.workers  # the transfer's threads, not the pages' pool
         self._every = None
         self._last = clock.now()  # the session middleware saw the session as the request began
 
@@ -94,12 +97,12 @@ class KeepAlive:
         if self._id_hash is None:
             return
         if self._every is None:
-            self._every = await to_thread.run_sync(auth.touch_every, self._database)
+            self._every = await self._workers.on_disk(auth.touch_every, self._database)
         now = clock.now()
         if now - self._last < self._every:
             return
         self._last = now
-        if not await to_thread.run_sync(auth.keep_alive, self._database, self._id_hash):
+        if not await self._workers.on_disk(auth.keep_alive, self._database, self._id_hash):
             raise SessionEnded()
 
 
@@ -123,15 +126,15 @@ async def kept_alive(request: Request, body: AsyncIterator[bytes]) -> AsyncItera
 
 
 class Pipeline:
-    """Runs ``write(block)`` in a worker thread, at most one at a time, without waiting for it."""
+    """Runs ``write(block)`` in a disk worker thread, at most one at a time, without waiting for it."""
 
-    def __init__(self, write: Callable[[bytes], object]):
-        self._write = write
+    def __init__(self, write: Callable[[bytes], object], workers: Workers):
+        self._write, self._workers = write, workers
         self._pending: asyncio.Future | None = None
 
     async def write(self, block: bytes) -> None:
         await self.drain()
-        self._pending = asyncio.ensure_future(to_thread.run_sync(self._write, block))
+        self._pending = asyncio.ensure_future(self._workers.on_disk(self._write, block))
 
     async def drain(self) -> None:
         """Wait for the write in flight; raises its exception, if any."""
@@ -140,9 +143,9 @@ class Pipeline:
             await pending
 
 
-async def decrypted(reader: storage.RangeReader) -> AsyncIterator[bytes]:
+async def decrypted(reader: storage.RangeReader, workers: Workers) -> AsyncIterator[bytes]:
     """The blocks of a stored file: read and decrypted right here on the event loop while the
-    records are in the page cache, in a worker thread when a read would wait for the disk.
+    records are in the page cache, in a disk worker thread when a read would wait for the disk.
 
     Decrypting a 1 MiB block costs a fraction of a millisecond (AES-GCM runs at several GB/s), less
     than handing it to a thread and back, and a thread would compete with the sending for the same
@@ -154,7 +157,7 @@ async def decrypted(reader: storage.RangeReader) -> AsyncIterator[bytes]:
             try:
                 block = reader.read(wait=False)
             except BlockingIOError:
-                block = await to_thread.run_sync(reader.read)  # not cancellable: it ends before close()
+                block = await workers.on_disk(reader.read)  # not cancellable: it ends before close()
             if block is None:
                 return
             yield block
@@ -162,14 +165,14 @@ async def decrypted(reader: storage.RangeReader) -> AsyncIterator[bytes]:
         reader.close()
 
 
-async def prefetch(iterator) -> AsyncIterator[bytes]:
-    """Iterate a blocking iterator (a zip being built) in a worker thread, one block ahead: the
-    next block is made while the current one is sent."""
+async def prefetch(iterator, workers: Workers) -> AsyncIterator[bytes]:
+    """Iterate a blocking iterator (a zip being built) in a disk worker thread, one block ahead:
+    the next block is made while the current one is sent."""
     source = iter(iterator)
-    pending = asyncio.ensure_future(to_thread.run_sync(next, source, None))
+    pending = asyncio.ensure_future(workers.on_disk(next, source, None))
     try:
         while (block := await pending) is not None:
-            pending = asyncio.ensure_future(to_thread.run_sync(next, source, None))
+            pending = asyncio.ensure_future(workers.on_disk(next, source, None))
             yield block
         pending = None
     finally:

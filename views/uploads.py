@@ -77,10 +77,15 @@ def _engine(request: Request) -> uploads.Engine:
     return request.app.state.uploads
 
 
-def _target(request: Request) -> targets.Target:
+def target_of(request: Request) -> targets.Target:
     """Whom the asker speaks for (the guard let only staff through): their own My files. A link
-    session for a request, or a partner's space, is where the next kinds will come from."""
+    session for a request, or a partner's space, is where the next kinds will come from. The
+    plain-form upload (views.files) asks here too, so both ways in land in the same place."""
     return targets.Target.my_files(common.current_user(request).id)
+
+
+def _target(request: Request) -> targets.Target:
+    return target_of(request)
 
 
 def _find(request: Request, upload_id: str) -> uploads.Upload | Response:
@@ -184,9 +189,9 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
     if not engine.claim(upload.id):
         return _say(request, 409, N_("This upload is already receiving data."))
     try:
-        writer = await common.in_thread(engine.writer_for, upload)
+        writer = await common.on_disk(request, engine.writer_for, upload)
         if writer is None:  # finished on disk before a crash: commit it now
-            await common.in_thread(engine.finish, common.who(request), upload, None)
+            await common.on_disk(request, engine.finish, common.who(request), upload, None)
             return _response(204, {"Upload-Offset": str(upload.length)})
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
@@ -198,7 +203,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
             return problem
         headers = {"Upload-Offset": str(new_offset)}
         if new_offset == upload.length:
-            await common.in_thread(engine.finish, common.who(request), upload, writer)
+            await common.on_disk(request, engine.finish, common.who(request), upload, writer)
         else:
             headers["Upload-Expires"] = _expires(upload)
         return _response(204, headers)
@@ -214,11 +219,11 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
         log.error("upload %s: %s", upload.id, exc)
-        await common.in_thread(engine.forget, upload.id)
+        await common.on_disk(request, engine.forget, upload.id)
         return _say(request, 507, N_("The server could not store the data (disk full?). Try again later."))
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
-        await common.in_thread(engine.forget, upload.id)
+        await common.on_disk(request, engine.forget, upload.id)
         return _response(500)
     finally:
         engine.release(upload.id)
@@ -235,7 +240,7 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
     # Each block leaves the database's reserve free (relais.space): a disk filled meanwhile stops
     # the PATCH with 507, keeping what arrived, and the instance goes on serving.
     write = space.checked(request.app.state.config.files_dir, writer.write)
-    pipeline, since_checkpoint, problem = streaming.Pipeline(write), 0, None
+    pipeline, since_checkpoint, problem = streaming.Pipeline(write, request.app.state.workers), 0, None
     checkpointing: asyncio.Future | None = None
     keep_alive = streaming.KeepAlive(request)
     try:
@@ -246,7 +251,7 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
             if since_checkpoint >= uploads.CHECKPOINT_BYTES:
                 if checkpointing is not None:
                     await checkpointing
-                checkpointing = asyncio.ensure_future(common.in_thread(engine.checkpoint, upload, writer))
+                checkpointing = asyncio.ensure_future(common.on_disk(request, engine.checkpoint, upload, writer))
                 since_checkpoint = 0
     except streaming.SessionEnded:
         problem = _say(request, 401, LOGGED_OUT)
@@ -262,7 +267,7 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
         finally:
             if checkpointing is not None:
                 await checkpointing
-    offset = await common.in_thread(engine.checkpoint, upload, writer)
+    offset = await common.on_disk(request, engine.checkpoint, upload, writer)
     if problem is None:
         try:
             await keep_alive()
@@ -277,10 +282,12 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
     name, expected = checksum
     hasher = CHECKSUMS[name]()
     keep_alive = streaming.KeepAlive(request)
-    with Spool(request.app.state.config.tmp_dir) as held:
+    # Made and removed in a disk thread too: creating and unlinking a file may wait for the disk.
+    held = await common.on_disk(request, Spool, request.app.state.config.tmp_dir)
+    try:
         try:
             async for block in streaming.blocks(request, upload.length - writer.offset):
-                await common.in_thread(lambda b: (hasher.update(b), held.write(b)), block)
+                await common.on_disk(request, lambda b: (hasher.update(b), held.write(b)), block)
                 await keep_alive()
         except streaming.SessionEnded:
             return writer.offset, _say(request, 401, LOGGED_OUT)  # nothing of the chunk was stored
@@ -293,9 +300,11 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
         if not hmac.compare_digest(hasher.digest(), expected):
             return writer.offset, _say(request, 460, N_("Checksum mismatch: the chunk was not stored."))
         plaintext, write = held.blocks(), space.checked(request.app.state.config.files_dir, writer.write)
-        while (block := await common.in_thread(next, plaintext, None)) is not None:
-            await common.in_thread(write, block)
-    offset = await common.in_thread(engine.checkpoint, upload, writer)
+        while (block := await common.on_disk(request, next, plaintext, None)) is not None:
+            await common.on_disk(request, write, block)
+    finally:
+        await common.on_disk(request, held.close)
+    offset = await common.on_disk(request, engine.checkpoint, upload, writer)
     try:
         await keep_alive()
     except streaming.SessionEnded:  # stored; after a new login the client asks for the offset
