@@ -3,12 +3,14 @@ errors are tus answers. In-process, with the clock moved while a transfer runs."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import hashlib
 import io
 import os
 import sqlite3
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
@@ -17,6 +19,7 @@ import pytest
 import requests
 from tusclient.client import TusClient
 from tusclient.exceptions import TusCommunicationError
+from anyio import to_thread
 
 from relais import audit, auth, settings, storage, targets
 from relais.db import Database
@@ -331,3 +334,198 @@ def test_an_account_without_a_target_is_403_not_a_redirect(app, client, auth, ma
     assert_tus(response, 403)
     assert "do not have access" in response.text
     assert app.state.db.query("SELECT id FROM uploads") == []
+
+
+# -- transfers have their own threads -----------------------------------------------------------
+
+class _PoolTakenOver:
+    """Takes every free place of anyio's default thread pool (the one the sync page handlers and
+    ``common.in_thread`` share) from the app's event loop, as a flood of slow pages would, and
+    gives them back when told or, as a safety net, after a minute. ``order`` tells which came
+    first: the transfer ending, or the places coming back."""
+
+    def __init__(self, client):
+        self.portal, self.held, self.order = client.blocking_portal, [], []
+        self.given_back, self.waiting, self.timer = threading.Event(), None, None
+
+    def take(self) -> None:
+        """From any thread but the loop's: the places are taken in the loop, the free ones at
+        once, and each one in use as soon as it is let go (first in the queue, as a flood's)."""
+        def take_free():
+            limiter = to_thread.current_default_thread_limiter()
+            while limiter.available_tokens:
+                borrower = object()
+                limiter.acquire_on_behalf_of_nowait(borrower)
+                self.held.append(borrower)
+
+        async def take_the_rest():
+            limiter = to_thread.current_default_thread_limiter()
+            while len(self.held) < limiter.total_tokens:
+                borrower = object()
+                await limiter.acquire_on_behalf_of(borrower)
+                self.held.append(borrower)
+
+        self.portal.call(take_free)
+        self.waiting = self.portal.start_task_soon(take_the_rest)
+        self.timer = threading.Timer(60, self.give_back, ["timer"])
+        self.timer.daemon = True
+        self.timer.start()
+
+    def give_back(self, why: str) -> None:
+        if self.given_back.is_set():
+            return
+        self.given_back.set()
+        self.order.append(why)
+        if why != "timer" and self.timer is not None:
+            self.timer.cancel()
+
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+        def release_all():
+            limiter = to_thread.current_default_thread_limiter()
+            for borrower in self.held:
+                limiter.release_on_behalf_of(borrower)
+        self.portal.call(release_all)
+
+
+def test_a_patch_goes_on_while_the_page_threads_are_all_taken(app, staff_client, monkeypatch):
+    """After its first block, every place of the shared pool is taken: the rest of the PATCH
+    (blocks, checkpoint, keeping the session alive, completing the file) still goes through, in
+    the transfers' own threads. Before, it waited for the places to come back."""
+    pool = _PoolTakenOver(staff_client)
+    url = create(staff_client, "flooded.csv", len(BIG)).headers["location"]
+    original = storage.SegmentWriter.write
+
+    def write(self, data):
+        if not pool.held:
+            pool.take()
+        return original(self, data)
+
+    monkeypatch.setattr(storage.SegmentWriter, "write", write)
+    try:
+        done = patch(staff_client, url, 0, BIG)
+        pool.order.append("transfer")
+    finally:
+        pool.give_back("test")
+    assert pool.held and pool.order[0] == "transfer", (len(pool.held), pool.order)
+    assert done.status_code == 204, done.text
+    assert app.state.db.scalar("SELECT sha256 FROM files WHERE state = 'complete'") == hashlib.sha256(BIG).hexdigest()
+
+
+def test_a_download_goes_on_while_the_page_threads_are_all_taken(app, staff_client, monkeypatch):
+    """The same for a download whose reads wait for the disk (forced here: every read is cold)."""
+    file_id = upload(staff_client, "flooded.csv", BIG)
+    pool = _PoolTakenOver(staff_client)
+    original = storage.RangeReader.read
+
+    def cold_read(self, wait=True):
+        if not wait:
+            raise BlockingIOError()  # not in the page cache: read in a thread
+        if not pool.held:
+            pool.take()
+        return original(self)
+
+    monkeypatch.setattr(storage.RangeReader, "read", cold_read)
+    try:
+        got = staff_client.get(f"/files/{file_id}")
+        pool.order.append("transfer")
+    finally:
+        pool.give_back("test")
+    assert pool.held and pool.order[0] == "transfer", (len(pool.held), pool.order)
+    assert got.status_code == 200 and got.content == BIG
+
+
+# -- the plain-form upload goes through the target -------------------------------------------------
+
+def test_a_form_upload_lands_where_its_target_says(app, staff_client, make_user, monkeypatch):
+    """The no-JavaScript upload uses the same target as tus: its checks, its limit, the account
+    the file belongs to and its delivery (a stand-in kind, for a request link or a partner space)."""
+    from tests.test_files import form_upload, nothing_left
+    from views import uploads as tus_views
+
+    other = make_user("inbox@registry.example", name="Ines Inbox")
+    delivered, checked = [], []
+
+    class Inbox(targets.MyFiles):
+        def owner_id(self, target):
+            return other.id
+
+        def max_size(self, database, target):
+            return len(CSV)
+
+        def check_new(self, database, target, raw_name, length):
+            checked.append((raw_name, length))
+            if raw_name.endswith(".exe"):
+                raise targets.files.FileRefused("extension", extensions=".csv")
+            return "inbox-" + raw_name, "text/csv"
+
+        def deliver(self, db, target, file_id):
+            delivered.append((target, file_id, db.execute("SELECT state FROM files WHERE id = ?", [file_id]).fetchone()[0]))
+
+    inbox = targets.Target("inbox", "7")
+    monkeypatch.setitem(targets.KINDS, "inbox", Inbox())
+    monkeypatch.setattr(tus_views, "target_of", lambda request: inbox)
+    response = form_upload(staff_client, ("data.csv", CSV, "text/csv"))
+    assert response.status_code == 303, response.text
+    row = app.state.db.query_one("SELECT id, owner_id, name, state FROM files")
+    assert (row["owner_id"], row["name"], row["state"]) == (other.id, "inbox-data.csv", "complete")
+    assert delivered == [(inbox, row["id"], "complete")]  # in the completing transaction
+    assert checked == [("data.csv", None)]  # the form's size is known only once it has arrived
+    # The target's limit and types, and nothing left of a refused file.
+    too_big = form_upload(staff_client, ("big.csv", CSV + b"1,2\n", "text/csv"))
+    assert too_big.status_code == 413
+    refused = form_upload(staff_client, ("tool.exe", b"MZ", "application/octet-stream"))
+    assert refused.status_code == 400
+    assert app.state.db.scalar("SELECT count(*) FROM files") == 1
+    nothing_left(app)
+
+
+# -- nothing of the disk on the event loop --------------------------------------------------------
+
+def _on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_refused_form_upload_closes_its_writer_off_the_event_loop(app, staff_client, monkeypatch):
+    """Closing a writer waits for its sealing batch: never on the event loop."""
+    from tests.test_files import form_upload, nothing_left
+
+    set_setting(app, "max_file_size_mib", 1)
+    closed_on_loop = []
+    original = storage.SegmentWriter.close
+
+    def close(self):
+        closed_on_loop.append(_on_loop())
+        return original(self)
+
+    monkeypatch.setattr(storage.SegmentWriter, "close", close)
+    response = form_upload(staff_client, ("big.csv", BIG, "text/csv"))
+    assert response.status_code == 413
+    assert closed_on_loop and not any(closed_on_loop), closed_on_loop
+    nothing_left(app)
+
+
+def test_the_checksum_spool_is_made_and_removed_off_the_event_loop(app, staff_client, monkeypatch):
+    on_loop = []
+    made, close = Spool.__init__, Spool.close
+
+    def spy_init(self, folder):
+        on_loop.append(("made", _on_loop()))
+        made(self, folder)
+
+    def spy_close(self):
+        on_loop.append(("removed", _on_loop()))
+        close(self)
+
+    monkeypatch.setattr(Spool, "__init__", spy_init)
+    monkeypatch.setattr(Spool, "close", spy_close)
+    url = create(staff_client, "checked.csv", len(CSV)).headers["location"]
+    done = patch(staff_client, url, 0, CSV, **{"Upload-Checksum": "sha256 " + base64.b64encode(hashlib.sha256(CSV).digest()).decode()})
+    assert done.status_code == 204, done.text
+    assert on_loop == [("made", False), ("removed", False)]
+    assert list(app.state.config.tmp_dir.iterdir()) == []

@@ -305,6 +305,14 @@ class SegmentWriter:
 
 
 # Shared by all writers; each has at most one batch in flight, so its records stay in order.
+# Module-level on purpose, an exception to the house rule: it holds no state of an app (no data,
+# no key, no setting: each batch carries its writer), its threads start only when a first batch
+# comes, and it is already a pool of its own, never the one the pages or the transfers' disk
+# threads (relais.workers) use. One per process also caps the cipher's threads whatever number
+# of apps a process makes (the tests make one per test; a pool per app would need shutting down
+# with each, and writers made outside an app, by the CLI or the tests, would need one too).
+# Four: AES-GCM runs at GB/s on one core, so two cores are kept busy by two batches; two more let
+# uploads whose batch waits for a full disk queue not hold up the others.
 _sealers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relais-seal")
 _sealer_buffer = threading.local()
 WRITEBACK_BYTES = 8 * 1024 * 1024  # measured: form uploads (one fsync at the end) ~15 % faster
