@@ -178,7 +178,7 @@ class _FormReceiver:
 async def _receive_form(request: Request, boundary: str) -> int:
     """Parse the body as it arrives; returns how many files were stored."""
     target = tus.target_of(request)
-    max_size = await common.in_thread(targets.kind(target).max_size, request.app.state.db, target)
+    max_size = await common.on_disk(request, targets.kind(target).max_size, request.app.state.db, target)
     receiver = _FormReceiver(request, target, max_size)
     parser = PushMultipartParser(boundary, max_segment_count=1000)
     declared = request.headers.get("content-length", "")

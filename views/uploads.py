@@ -172,7 +172,7 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
 @patch("/{upload_id:str}", guards=[common.requires_staff], request_max_body_size=None)
 async def append_to_upload(request: Request, upload_id: str) -> Response:
     """Append the body at Upload-Offset; the offset is made durable before it is reported."""
-    upload = await common.in_thread(_find, request, upload_id)
+    upload = await common.on_disk(request, _find, request, upload_id)
     if isinstance(upload, Response):
         return upload
     if request.headers.get("tus-resumable") != TUS_VERSION:
