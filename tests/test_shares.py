@@ -705,8 +705,8 @@ def test_a_cut_zip_holds_its_places_for_the_grace_only(app, auth, staff, frozen,
     unlock(guest, link, password)
     prefetch = download_views.streaming.prefetch
 
-    async def one_block_then_stall(iterator):
-        async for block in prefetch(iterator):
+    async def one_block_then_stall(iterator, *rest):
+        async for block in prefetch(iterator, *rest):
             yield block
             await asyncio.sleep(5)  # the client hangs up during this pause
 
