@@ -11,10 +11,12 @@ backup, the log shipped off the machine) reveals.
 
 Rows written before the chain had a key (``hash`` plain SHA-256, anyone could recompute it) are
 accepted only at the start of the chain and only once an ``audit.seal`` row, itself keyed, names
-the last of them and its hash: ``python app.py seal-audit`` writes it, once, at the upgrade. It is
-a command, not something every start does, because a start cannot tell an old chain from one that
-someone rewrote from the first row with plain hashes: sealing is the operator saying "this is the
-trail as it was when the key came".
+the last of them and its hash. A start cannot tell such an old chain from one that someone rewrote
+from its first row with plain hashes, so the fact "this chain is keyed, and which rows may be
+plain" is kept outside the database: a marker file next to the master key (``<key file>.audit``),
+MACed with the audit key, written by the first start of the keyed version (:func:`mark_keyed`,
+which seals a genuine upgrade's old rows then). Once it exists, a plain row the marker does not
+name is a forgery, and nothing seals it any more.
 
 Every text stored here goes through :func:`safe_text` first: names, user agents and addresses come
 from outside, and the audit page, its CSV export and an admin's terminal must never receive a line
@@ -26,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -60,6 +64,10 @@ class NothingToSeal(Exception):
 
 class ChainBroken(Exception):
     """seal-audit refuses to seal a chain that is broken for another reason than being old."""
+
+
+class AlreadyKeyed(Exception):
+    """The marker says this chain is keyed: plain rows after what it names are forged, not old."""
 
 
 # -- keeping stored text harmless ------------------------------------------------------------------
@@ -157,6 +165,56 @@ def record(db, who: Who, action: str, object: str = "", **detail) -> None:
     )
 
 
+# -- the marker: "this chain is keyed", kept where the database is not -------------------------
+
+@dataclass(frozen=True)
+class Marker:
+    plain_through: int  # the last row that may have a plain hash (0: none may)
+    plain_hash: str  # that row's hash (GENESIS when none)
+
+
+def marker_file(master_key_file: Path) -> Path:
+    """Next to the master key: outside the data folder wherever the key is, and lost with it."""
+    master_key_file = Path(master_key_file)
+    return master_key_file.with_name(master_key_file.name + ".audit")
+
+
+def _marker_mac(key: bytes, marker: Marker) -> str:
+    return _mac(key, f"RELAIS-AUDIT-KEYED:{marker.plain_through}:{marker.plain_hash}")
+
+
+def read_marker(path: Path, key: bytes) -> Marker | None:
+    """The marker, None if there is none yet; ChainBroken if it was not made with this key."""
+    try:
+        data = json.loads(Path(path).read_text())
+        marker = Marker(int(data["plain_through"]), str(data["plain_hash"]))
+        mac = str(data["mac"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ChainBroken(f"the audit marker {path} is unreadable ({exc.__class__.__name__})") from None
+    if not hmac.compare_digest(mac, _marker_mac(key, marker)):
+        raise ChainBroken(f"the audit marker {path} was not made with this instance's audit key")
+    return marker
+
+
+def _write_marker(path: Path, key: bytes, marker: Marker) -> None:
+    text = json.dumps({"plain_through": marker.plain_through, "plain_hash": marker.plain_hash,
+                       "mac": _marker_mac(key, marker)}) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)  # never replaces one another process wrote first
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 # -- checking --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -165,13 +223,15 @@ class Walk:
     problem: str | None
     # The rows from before the key that no seal names yet: (first id, last id, last row's hash).
     unsealed: tuple[int, int, str] | None = None
+    # The rows from before the key seen before the walk ended, sealed or not.
+    old: tuple[int, int, str] | None = None
 
 
-def _walk(database, key: bytes) -> Walk:
-    return database.read_sync(_walk_rows, key)
+def _walk(database, key: bytes, marker: Marker | None) -> Walk:
+    return database.read_sync(_walk_rows, key, marker)
 
 
-def _walk_rows(conn, key: bytes) -> Walk:
+def _walk_rows(conn, key: bytes, marker: Marker | None) -> Walk:
     """The chain's rows in order on one connection (one read: the walk sees one state of it)."""
     prev_hash = GENESIS
     checked = 0
@@ -181,45 +241,66 @@ def _walk_rows(conn, key: bytes) -> Walk:
     for row in conn.query(f"SELECT id, {columns}, prev_hash, hash FROM audit_log ORDER BY id"):
         where = f"row {row['id']}"
         if row["prev_hash"] != prev_hash:
-            return Walk(checked, f"{where}: does not follow the previous row (a row was removed or inserted)")
+            return Walk(checked, f"{where}: does not follow the previous row (a row was removed or inserted)", old=old)
         if row["hash"] == row_hash(key, prev_hash, row):
             keyed = True
             if old and row["action"] == SEAL:
                 named = json.loads(row["detail"])
                 sealed = sealed or (named.get("through") == old[1] and named.get("hash") == old[2])
-        elif not keyed and row["hash"] == plain_hash(prev_hash, row):
+        elif (not keyed and row["hash"] == plain_hash(prev_hash, row)
+              and (marker is None or row["id"] <= marker.plain_through)):
             old = (old[0] if old else row["id"], row["id"], row["hash"])
         elif row["hash"] == plain_hash(prev_hash, row):
             return Walk(checked, f"{where}: its hash was not made with this instance's audit key (the row was"
                                  " rewritten by someone without the key, or the master key is not the one it was"
-                                 " written with)")
+                                 " written with)", old=old)
         else:
-            return Walk(checked, f"{where}: its content does not match its hash (the row was altered)")
+            return Walk(checked, f"{where}: its content does not match its hash (the row was altered)", old=old)
         prev_hash = row["hash"]
         checked += 1
+    if old and marker is not None and old[1] == marker.plain_through and old[2] != marker.plain_hash:
+        return Walk(checked, f"row {old[1]}: it is not the row the audit marker names (the rows before the key"
+                             " were rewritten)", old=old)
     if old and not sealed:
+        if marker is not None:
+            return Walk(checked, f"rows {old[0]} to {old[1]} have hashes made without the audit key and no seal"
+                                 " names them: rewritten by someone without the key", old=old)
         return Walk(checked, f"rows {old[0]} to {old[1]} have hashes made without the audit key and no seal names"
-                             " them: rewritten by someone without the key, or written before the chain had one"
-                             " (then run `python app.py seal-audit` once)", unsealed=old)
-    return Walk(checked, None)
+                             " them: written before the chain had one (the next start seals them) or rewritten"
+                             " by someone without the key", unsealed=old, old=old)
+    return Walk(checked, None, old=old)
 
 
-def verify(database, key: bytes) -> tuple[int, str | None]:
+def verify(database, key: bytes, marker_path: Path) -> tuple[int, str | None]:
     """Walk the whole chain. Returns (rows checked, None) or (rows checked, what broke where)."""
-    walk = _walk(database, key)
+    try:
+        marker = read_marker(marker_path, key)
+    except ChainBroken as exc:
+        return 0, str(exc)
+    walk = _walk(database, key, marker)
     return walk.checked, walk.problem
 
 
-def seal(database, key: bytes) -> tuple[int, int]:
+def seal(database, key: bytes, marker_path: Path) -> tuple[int, int]:
     """Accept the rows written before the chain had a key, as they are now: append a keyed
-    ``audit.seal`` row naming the last of them and its hash. Returns their first and last id."""
-    walk = _walk(database, key)
+    ``audit.seal`` row naming the last of them and its hash. Returns their first and last id.
+    Refused (AlreadyKeyed) once the marker exists: plain rows are then forged, not old."""
+    if read_marker(marker_path, key) is not None:
+        raise AlreadyKeyed()
+    walk = _walk(database, key, None)
     if walk.unsealed is None:
         if walk.problem:
             raise ChainBroken(walk.problem)
         raise NothingToSeal()
     first, last, last_hash = walk.unsealed
-    database.write(lambda db: record(db, SYSTEM, SEAL, f"{first}-{last}", through=last, hash=last_hash))
+
+    def append(db) -> None:
+        # Two processes starting at once (the server and a command): seal once.
+        done = db.execute("SELECT 1 FROM audit_log WHERE action = ? AND object = ?", [SEAL, f"{first}-{last}"]).fetchone()
+        if not done:
+            record(db, SYSTEM, SEAL, f"{first}-{last}", through=last, hash=last_hash)
+
+    database.write(append)
     return first, last
 
 
@@ -228,6 +309,23 @@ def _matching(text: str) -> tuple[str, list]:
     if not text:
         return "", []
     return "WHERE actor LIKE ? OR action LIKE ? OR object LIKE ? OR ip LIKE ?", [f"%{text}%"] * 4
+
+
+def mark_keyed(database, key: bytes, marker_path: Path) -> None:
+    """At every start, once: record outside the database that this chain is keyed from now on.
+    A genuine upgrade's plain rows (at the start of the chain, nothing else wrong) are sealed first
+    and named by the marker; a chain found broken is marked as it is, so it stays reported."""
+    try:
+        if read_marker(marker_path, key) is not None:
+            return
+    except ChainBroken:  # not made with this key: verify says so; the start goes on
+        return
+    try:
+        seal(database, key, marker_path)
+    except (NothingToSeal, ChainBroken):
+        pass
+    old = _walk(database, key, None).old
+    _write_marker(Path(marker_path), key, Marker(old[1], old[2]) if old else Marker(0, GENESIS))
 
 
 def search(conn, text: str = "", limit: int = 200) -> list[dict]:

@@ -22,7 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     commands.add_parser("purge", help="delete what has expired (sessions, links, files)")
     commands.add_parser("verify", help="check the audit chain and that the database and the disk agree")
-    commands.add_parser("seal-audit", help="once, at the upgrade that keyed the audit chain: accept the rows written before")
+    commands.add_parser("seal-audit", help="no longer needed: the first start seals an upgrade's old audit rows;"
+                                           " refused once the chain is marked keyed")
     backup = commands.add_parser("backup", help="copy the database (a consistent snapshot) and the files")
     backup.add_argument("dest", type=Path)
     return parser
@@ -132,7 +133,7 @@ def create_admin(state, args) -> int:
 
 def verify(state) -> int:
     """The audit chain, then the database against the disk; exit 1 on any problem."""
-    checked, problem = audit.verify(state.db, state.audit_key)
+    checked, problem = audit.verify(state.db, state.audit_key, state.audit_marker)
     if problem:
         print(f"audit chain BROKEN after {checked} good rows: {problem}")
     else:
@@ -148,9 +149,16 @@ def verify(state) -> int:
 
 
 def seal_audit(state) -> int:
-    """Key the rows written before the audit chain had a key, as they are now (see relais/audit.py)."""
+    """Key the rows written before the audit chain had a key, as they are now (see relais/audit.py).
+    Kept for the upgrade notes that name it: every start seals a genuine upgrade before this runs,
+    so it refuses once the marker exists, and plain rows found then are forged, not old."""
     try:
-        first, last = audit.seal(state.db, state.audit_key)
+        first, last = audit.seal(state.db, state.audit_key, state.audit_marker)
+    except audit.AlreadyKeyed:
+        print(f"refused: this audit chain is marked keyed ({state.audit_marker}); the first start of this version"
+              " sealed the rows written before the key, and rows with plain hashes after those are forged:"
+              " run `python app.py verify`")
+        return 1
     except audit.NothingToSeal:
         print("nothing to seal: every row of the audit chain is already keyed or sealed")
         return 0

@@ -39,11 +39,15 @@ def prepare(config: Config) -> dict:
     audit_key = audit.derive_key(master_key)
     database = Database(config.db_path, prepare_connection=audit.connection_setup(audit_key))
     database.migrate()
+    # Outside the database, the fact that its audit chain is keyed: the first start of the keyed
+    # version seals an upgrade's plain rows; from then on a plain row is a forgery (relais/audit.py).
+    audit_marker = audit.marker_file(config.resolved_master_key_file)
+    audit.mark_keyed(database, audit_key, audit_marker)
     hasher = Hasher(config.argon2_time_cost, config.argon2_memory_kib, config.argon2_parallelism)
     mail_sender = mail.Sender(database, mail.Transport(config))
     return {
         "config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
-        "master_key": master_key, "audit_key": audit_key,
+        "master_key": master_key, "audit_key": audit_key, "audit_marker": audit_marker,
         "mail_sender": mail_sender,
         # A new share's password, between the POST that made it and the one page that shows it.
         "shown_once": once.ShownOnce(),

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from relais import audit
+from app import create_app
 from relais.db import connect
 from tests.conftest import PASSWORD, audit_rows, csrf_token
 
@@ -21,7 +22,7 @@ FIELDS = ("at", "actor", "action", "object", "ip", "user_agent", "detail")
 
 
 def _verify(app):
-    return audit.verify(app.state.db, app.state.audit_key)
+    return audit.verify(app.state.db, app.state.audit_key, app.state.audit_marker)
 
 
 def _cli(config, *args):
@@ -118,7 +119,7 @@ def test_rewriting_the_whole_chain_from_its_first_row_is_detected(app, config, a
     auth.login()
     _forge(config, 1, actor="nobody")
     checked, problem = _verify(app)
-    assert problem.startswith("rows 1 to ") and "without the audit key" in problem
+    assert checked == 0 and problem.startswith("row 1:") and "audit key" in problem
     assert _cli(config, "verify").returncode == 1
 
 
@@ -157,42 +158,103 @@ def _plain_chain(config, count: int):
     conn.close()
 
 
-def test_old_rows_verify_only_once_sealed_and_stay_protected(app, config, auth, make_user):
-    _plain_chain(config, 3)
-    make_user()  # appended with the key, after the old rows
+def _restart(app, config):
+    app.state.db.close()
+    return create_app(config)
+
+
+def _upgrade(app, config, plain_rows: int):
+    """The data folder as the version before the keyed chain left it: rows hashed with plain
+    SHA-256 and no marker next to the master key; then the first start of this version."""
+    app.state.db.close()
+    config.db_path.unlink()
+    app.state.audit_marker.unlink()
+    create_app(config).state.db.close()  # the schema, as the old version also made it
+    app.state.audit_marker.unlink()
+    _plain_chain(config, plain_rows)
+    return create_app(config)
+
+
+def test_the_first_start_marks_the_chain_keyed_next_to_the_master_key(app, config):
+    marker = app.state.audit_marker
+    assert marker == config.resolved_master_key_file.with_name("master.key.audit")
+    assert marker.stat().st_mode & 0o777 == 0o600
+    assert audit.read_marker(marker, app.state.audit_key) == audit.Marker(0, audit.GENESIS)
+    assert app.state.audit_key.hex() not in marker.read_text()
+
+
+def test_a_forged_chain_is_refused_once_the_marker_exists(app, config, auth, staff):
+    """The reviewer's forge: with the database file alone, drop the triggers and rewrite every row
+    with plain SHA-256, hiding who deleted what. Before the marker, verify called it an old chain
+    and seal-audit signed it off."""
     auth.login()
+    auth.logout()
+    _forge(config, 1, actor="system")
+    broken = _cli(config, "verify")
+    assert broken.returncode == 1 and "BROKEN" in broken.stdout and "row 1:" in broken.stdout
+    assert "seal-audit" not in broken.stdout
+    refused = _cli(config, "seal-audit")
+    assert refused.returncode == 1 and "refused" in refused.stdout
+    with pytest.raises(audit.AlreadyKeyed):
+        audit.seal(app.state.db, app.state.audit_key, app.state.audit_marker)
+    assert audit_rows(app, audit.SEAL) == []
+    # A restart does not seal it either.
+    app = _restart(app, config)
+    assert audit_rows(app, audit.SEAL) == [] and _verify(app)[1].startswith("row 1:")
+    app.state.db.close()
+
+
+def test_a_marker_not_made_with_the_key_is_reported(app, config, staff):
+    marker = app.state.audit_marker
+    marker.write_text(marker.read_text().replace('"plain_through": 0', '"plain_through": 99'))
     checked, problem = _verify(app)
-    assert problem.startswith("rows 1 to 3 ") and "seal-audit" in problem
+    assert checked == 0 and "marker" in problem and "audit key" in problem
     assert _cli(config, "verify").returncode == 1
 
-    sealed = _cli(config, "seal-audit")
-    assert sealed.returncode == 0 and "sealed audit rows 1 to 3" in sealed.stdout
-    assert _verify(app) == (len(audit_rows(app)), None)
-    seal = audit_rows(app, audit.SEAL)[0]
-    assert json.loads(seal["detail"])["through"] == 3 and seal["object"] == "1-3"
-    again = _cli(config, "seal-audit")
-    assert again.returncode == 0 and "nothing to seal" in again.stdout
 
-    # Once sealed, an old row is as safe as a new one: rewriting it breaks the seal's link.
+def test_a_genuine_upgrade_is_sealed_once_at_start_and_verifies(app, config):
+    app = _upgrade(app, config, 3)
+    seal = audit_rows(app, audit.SEAL)
+    assert len(seal) == 1 and seal[0]["object"] == "1-3" and json.loads(seal[0]["detail"])["through"] == 3
+    assert _verify(app) == (4, None)
+    marker = audit.read_marker(app.state.audit_marker, app.state.audit_key)
+    assert marker == audit.Marker(3, audit_rows(app)[2]["hash"])
+    ok = _cli(config, "verify")
+    assert ok.returncode == 0 and "audit chain ok" in ok.stdout
+    assert _cli(config, "seal-audit").returncode == 1  # nothing left for it: the start did it
+    app = _restart(app, config)
+    assert len(audit_rows(app, audit.SEAL)) == 1 and _verify(app)[1] is None
+
+    # Once sealed, an old row is as safe as a new one: rewriting it breaks the seal's link, and
+    # rewriting the rest after it with plain hashes is named at the first of them.
     _forge(config, 2, object="someone.else@registry.example")
     assert _verify(app)[1] is not None
     assert _cli(config, "verify").returncode == 1
+    app.state.db.close()
 
 
-def test_seal_refuses_a_chain_broken_otherwise(app, config, auth, make_user):
-    _plain_chain(config, 2)
-    make_user()
-    auth.login()
-    _tamper(config, "UPDATE audit_log SET ip = '192.0.2.1' WHERE id = 3")
-    result = _cli(config, "seal-audit")
-    assert result.returncode == 1 and "BROKEN" in result.stdout and "row 3:" in result.stdout
+def test_plain_rows_after_the_sealed_ones_are_forged(app, config, make_user):
+    app = _upgrade(app, config, 2)
+    _forge(config, 3, actor="nobody")  # the seal row and after, recomputed without the key
+    checked, problem = _verify(app)
+    assert checked == 2 and problem.startswith("row 3:") and "audit key" in problem
+    app.state.db.close()
+
+
+def test_an_upgrade_broken_otherwise_is_not_sealed(app, config):
+    app.state.db.close()
+    config.db_path.unlink()
+    app.state.audit_marker.unlink()
+    create_app(config).state.db.close()
+    app.state.audit_marker.unlink()
+    _plain_chain(config, 3)
+    _tamper(config, "DELETE FROM audit_log WHERE id = 2")
+    app = create_app(config)
     assert audit_rows(app, audit.SEAL) == []
-
-
-def test_a_new_chain_has_nothing_to_seal(app, config, auth, staff):
-    auth.login()
-    result = _cli(config, "seal-audit")
-    assert result.returncode == 0 and "nothing to seal" in result.stdout
+    checked, problem = _verify(app)
+    assert problem.startswith("row 3:") and "removed" in problem
+    assert _cli(config, "seal-audit").returncode == 1
+    app.state.db.close()
 
 
 # -- what is stored is safe to show ----------------------------------------------------------------
