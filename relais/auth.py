@@ -50,7 +50,9 @@ async def login(database: Database, hasher: passwords.Hasher, who: audit.Who, em
     their queues and holds no thread that serves anything else.
     """
     email = email.strip().lower()[:254]
-    who = audit.Who(actor=email or "anonymous", ip=who.ip, user_agent=who.user_agent)
+    # Only an address can be an actor: a typed "system" or "anonymous" would pass for one of the
+    # audit page's labels (Relais itself, someone not logged in). What was typed stays the object.
+    who = audit.Who(actor=email if "@" in email else "anonymous", ip=who.ip, user_agent=who.user_agent)
     keys = [f"account:{email}", f"ip:{who.ip}"]
     if len(password) > passwords.MAX_LENGTH:
         await database.write_async(lambda db: audit.record(db, who, "login.refused", email, reason="password_too_long"))

@@ -297,3 +297,21 @@ def test_a_login_with_a_hostile_address_and_agent_reaches_the_export_harmless(ap
     # splitlines() breaks at \n and \r but also at U+2028, U+0085 and the like, as some readers do.
     assert len(export.text.splitlines()) == len(list(csv.reader(io.StringIO(export.text))))
     assert not any(c in export.text for c in "\x1b\x85\u2028")
+
+
+@pytest.mark.parametrize("typed", ["system", " System ", "anonymous"])
+def test_a_typed_login_name_cannot_pass_for_relais_itself(app, auth, staff, typed):
+    """The actors "system" and "anonymous" are shown as labels ("Relais"); typing one as the
+    e-mail address of a failed login made the failure look as if Relais had done it."""
+    from relais import audit_labels
+
+    assert auth.login(email=typed, password="wrong password, long enough").status_code == 401
+    failures = audit_rows(app, "login.failure")
+    assert [(r["actor"], r["object"]) for r in failures] == [("anonymous", typed.strip().lower())]
+    shown = audit_labels.entries(app.state.db, failures)
+    assert shown[0].actor_name == audit_labels.ANONYMOUS and shown[0].actor_name != audit_labels.SYSTEM
+
+
+def test_a_failed_login_with_an_address_keeps_it_as_the_actor(app, auth, staff):
+    auth.login(password="wrong password, long enough")
+    assert [r["actor"] for r in audit_rows(app, "login.failure")] == ["staff@registry.example"]
