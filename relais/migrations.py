@@ -376,3 +376,17 @@ def m0006_link_core(db: Database) -> None:
             LEFT JOIN files ON files.id = link_events.file_id;
         """
     )
+
+
+@migrations(name="0007_redact_sent_mail")
+def m0007_redact_sent_mail(db: Database) -> None:
+    # Mails sent before relais.mail cut link tokens out of what it keeps still hold them in clear:
+    # the record of a sent mail needs no working link (relais.mail._sent). Unsent mails keep theirs
+    # (they must still be sent). The start checkpoints afterwards (relais.setup), so the old bodies
+    # do not live on in relais.db-wal; secure_delete zeroes the pages they leave in relais.db.
+    from relais.mail import redact
+
+    for row in list(db.query("SELECT id, body_text, body_html FROM outbox WHERE status = 'sent'")):
+        text, html = redact(row["body_text"]), redact(row["body_html"])
+        if (text, html) != (row["body_text"], row["body_html"]):
+            db.execute("UPDATE outbox SET body_text = ?, body_html = ? WHERE id = ?", [text, html, row["id"]])

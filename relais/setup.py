@@ -38,7 +38,8 @@ def prepare(config: Config) -> dict:
     master_key = load_master_key(config.resolved_master_key_file, create=True)
     audit_key = audit.derive_key(master_key)
     database = Database(config.db_path, prepare_connection=audit.connection_setup(audit_key))
-    database.migrate()
+    if "0007_redact_sent_mail" in database.migrate():
+        database.checkpoint()  # the link tokens it cut out must not stay in relais.db-wal
     # Outside the database, the fact that its audit chain is keyed: the first start of the keyed
     # version seals an upgrade's plain rows; from then on a plain row is a forgery (relais/audit.py).
     audit_marker = audit.marker_file(config.resolved_master_key_file)

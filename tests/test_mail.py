@@ -314,3 +314,37 @@ def test_without_smtp_the_eml_is_the_delivered_mail_with_its_link(app, config, a
     delivered = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert f"/s/{token}" in delivered.get_body(("plain",)).get_content()  # the recipient's mail: it carries the link
     assert token not in app.state.db.scalar("SELECT body_text FROM outbox")
+
+
+def test_mails_sent_before_the_redaction_lose_their_link_tokens_at_the_upgrade(app, config):
+    """Rows sent by a version that kept the body as sent: migration 0007 cuts their tokens out,
+    leaves unsent mail (which still has to work) alone, and leaves the tokens neither in relais.db
+    nor in relais.db-wal."""
+    import sqlite3
+
+    from app import create_app
+
+    token, pending_token = "A" * 43, "B" * 43
+    app.state.db.close()
+    raw = sqlite3.connect(config.db_path)
+    for status, secret in (("sent", token), ("pending", pending_token)):
+        raw.execute(
+            "INSERT INTO outbox (created_at, kind, recipient, subject, body_text, body_html, language, message_id,"
+            " status, next_attempt_at) VALUES ('2026-01-01', 'share', 'a@registry.example', 'Files', ?, ?, 'en', ?, ?,"
+            " '2026-01-01')",
+            [f"Open https://x/s/{secret} now", f'<a href="https://x/s/{secret}">open</a>', f"<{status}@x>", status])
+    raw.execute("DELETE FROM _sqlite_migrations WHERE name = '0007_redact_sent_mail'")
+    raw.commit()
+    raw.close()
+
+    upgraded = create_app(config)
+    try:
+        rows = {r["status"]: r for r in upgraded.state.db.query("SELECT * FROM outbox")}
+        assert rows["sent"]["body_text"] == f"Open https://x/s/{mail.REDACTED} now"
+        assert rows["sent"]["body_html"] == f'<a href="https://x/s/{mail.REDACTED}">open</a>'
+        assert pending_token in rows["pending"]["body_text"] and pending_token in rows["pending"]["body_html"]
+        wal = config.db_path.with_name("relais.db-wal")
+        on_disk = config.db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        assert token.encode() not in on_disk and pending_token.encode() in on_disk
+    finally:
+        upgraded.state.db.close()
