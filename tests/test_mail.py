@@ -335,8 +335,9 @@ def test_mails_sent_before_the_redaction_lose_their_link_tokens_at_the_upgrade(a
             [f"Open https://x/s/{secret} now", f'<a href="https://x/s/{secret}">open</a>', f"<{status}@x>", status])
     raw.execute("DELETE FROM _sqlite_migrations WHERE name = '0007_redact_sent_mail'")
     raw.commit()
-    raw.close()
 
+    # Another connection stays open (a command run while the server runs), so closing the
+    # migration's own does not checkpoint: the start must.
     upgraded = create_app(config)
     try:
         rows = {r["status"]: r for r in upgraded.state.db.query("SELECT * FROM outbox")}
@@ -348,3 +349,4 @@ def test_mails_sent_before_the_redaction_lose_their_link_tokens_at_the_upgrade(a
         assert token.encode() not in on_disk and pending_token.encode() in on_disk
     finally:
         upgraded.state.db.close()
+        raw.close()
