@@ -8,11 +8,12 @@ else can only ever keep them out for that many minutes after their last attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings, terms, throttle
+from relais import audit, clock, passwords, settings, terms, throttle, users
 from relais.db import Database
 from relais.users import User
 
@@ -42,8 +43,13 @@ class Session:
     created_at: str
 
 
-async def login(database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str) -> LoginResult:
+async def login(
+    database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str, language: str | None = None,
+) -> LoginResult:
     """Check a staff or partner login; on success open a session and record terms acceptance.
+
+    ``language``: one the person chose (the language switch, a field of the form), stored on the
+    account in the same transaction; None leaves the account's language as it is.
 
     Awaited on the event loop: the reads run on the database's reader threads, argon2 on the
     hasher's own threads and the writes on the writer thread, so a flood of logins waits in
@@ -70,13 +76,13 @@ async def login(database: Database, hasher: passwords.Hasher, who: audit.Who, em
         # Hashed before the write, never inside it: argon2 in the writer thread would hold up every write.
         new_hash = await hasher.hash_async(password) if hasher.needs_rehash(row["password_hash"]) else None
 
-        def succeed(db):
+        def succeed(db) -> User:
             throttle.clear(db, keys[0])
             if new_hash is not None:
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [new_hash, user.id])
-            _open_session(db, who, user, token, "login.success")
+            return _open_session(db, who, user, token, "login.success", language)
 
-        await database.write_async(succeed)
+        user = await database.write_async(succeed)
         return LoginResult(Outcome.OK, user=user, session_token=token)
 
     def fail(db):
@@ -96,15 +102,17 @@ def _account(conn, email: str) -> dict | None:
     return next(iter(conn.query("SELECT * FROM users WHERE email = ?", [email])), None)
 
 
-def start_session(database: Database, who: audit.Who, user: User, action: str) -> str:
-    """Open a session without a password check (after a one-time link was used)."""
+def start_session(database: Database, who: audit.Who, user: User, action: str, language: str | None = None) -> str:
+    """Open a session without a password check (after a one-time link was used); ``language`` as
+    for :func:`login`."""
     token = passwords.new_token()
-    database.write(_open_session, who, user, token, action)
+    database.write(_open_session, who, user, token, action, language)
     return token
 
 
-def _open_session(db, who: audit.Who, user: User, token: str, action: str) -> None:
-    """Store the session (as a hash) and record the login with the terms it accepted."""
+def _open_session(db, who: audit.Who, user: User, token: str, action: str, language: str | None) -> User:
+    """Store the session (as a hash), record the login with the terms it accepted and store the
+    language the person chose, if any. Returns the account as it is now."""
     now = clock.now_iso()
     db.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
@@ -112,6 +120,9 @@ def _open_session(db, who: audit.Who, user: User, token: str, action: str) -> No
     )
     version = terms.record_acceptance(db, who, user_id=user.id)
     audit.record(db, who, action, user.email, terms_version=version)
+    if users.store_language(db, dataclasses.replace(who, actor=user.email), user.id, language):
+        user = dataclasses.replace(user, language=language)
+    return user
 
 
 def resolve_session(database: Database, token: str | None, who: audit.Who) -> Session | None:
@@ -141,7 +152,8 @@ def resolve_session(database: Database, token: str | None, who: audit.Who) -> Se
         database.write(expire)
         return None
     if last_seen + touch_interval(idle) < now:
-        database.execute("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", [clock.iso(now), id_hash])
+        database.write(lambda db: db.execute(
+            "UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?", [clock.iso(now), id_hash]))
     return Session(id_hash=id_hash, user=User.from_row(row), created_at=row["session_created_at"])
 
 
@@ -180,9 +192,39 @@ def logout(database: Database, who: audit.Who, session: Session) -> None:
     database.write(delete)
 
 
-def end_other_sessions(database: Database, user_id: int, keep_id_hash: str | None) -> None:
-    """After a password change, every other session of the account ends."""
-    database.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash IS NOT ?", [user_id, keep_id_hash])
+def change_password(
+    database: Database, hasher: passwords.Hasher, who: audit.Who, session: Session, new_password: str,
+    current_password: str = "",
+) -> int:
+    """The person behind ``session`` chooses a new password; returns how many other sessions ended.
+
+    One business action, one transaction: the new hash, the end of every other session of the
+    account (whoever knew the old password and is logged in elsewhere is out) and their audit
+    rows commit together or not at all. The current password is asked for, except after a
+    one-time link (``must_change_password``: the link was the proof). Raises PasswordRejected
+    (``wrong_current``, or a policy reason). argon2 runs before the write, never inside it.
+    """
+    user = session.user
+    if not user.must_change_password:
+        stored = database.read_sync(_password_hash, user.id)
+        if not hasher.verify(stored, current_password):
+            raise passwords.PasswordRejected("wrong_current")
+    passwords.check_policy(new_password, [user.email, user.name])
+    new_hash = hasher.hash(new_password)
+
+    def change(db) -> int:
+        users.store_password(db, who, user, new_hash)
+        ended = db.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", [user.id, session.id_hash]).rowcount
+        if ended:
+            audit.record(db, who, "user.other_sessions_ended", user.email, sessions=ended)
+        return ended
+
+    return database.write(change)
+
+
+def _password_hash(conn, user_id: int) -> str | None:
+    row = conn.execute("SELECT password_hash FROM users WHERE id = ?", [user_id]).fetchone()
+    return row[0] if row else None
 
 
 def live_sessions(database: Database, user_id: int) -> list[dict]:

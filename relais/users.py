@@ -124,23 +124,13 @@ def create(
     return get(database, database.write(insert))
 
 
-def check_password(database: Database, hasher: passwords.Hasher, user: User, password: str) -> bool:
-    stored = database.scalar("SELECT password_hash FROM users WHERE id = ?", [user.id])
-    return hasher.verify(stored, password)
-
-
-def set_password(database: Database, hasher: passwords.Hasher, who: audit.Who, user: User, password: str) -> None:
-    passwords.check_policy(password, [user.email, user.name])
-    password_hash = hasher.hash(password)
-
-    def update(db):
-        db.execute(
-            "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = 0 WHERE id = ?",
-            [password_hash, clock.now_iso(), user.id],
-        )
-        audit.record(db, who, "user.password_change", user.email)
-
-    database.write(update)
+def store_password(db, who: audit.Who, user: User, password_hash: str) -> None:
+    """Inside a write: the account's new password hash (made beforehand: argon2 never runs in the writer)."""
+    db.execute(
+        "UPDATE users SET password_hash = ?, password_changed_at = ?, must_change_password = 0 WHERE id = ?",
+        [password_hash, clock.now_iso(), user.id],
+    )
+    audit.record(db, who, "user.password_change", user.email)
 
 
 def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -> None:
@@ -163,20 +153,24 @@ def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -
 
 
 def set_language(database: Database, who: audit.Who, user_id: int, language: str) -> bool:
-    """Store the language the person uses: their e-mails (receipts, lock warnings) follow it.
+    """Store the language the person chose: their e-mails (receipts, lock warnings) follow it.
     Writes (and audits) only a change; returns whether there was one."""
     if language not in i18n.LANGUAGES:
         return False
+    return database.write(store_language, who, user_id, language)
 
-    def update(db):
-        row = db.execute("SELECT email, language FROM users WHERE id = ?", [user_id]).fetchone()
-        if row is None or row[1] == language:
-            return False
-        db.execute("UPDATE users SET language = ? WHERE id = ?", [language, user_id])
-        audit.record(db, who, "user.language", row[0], language=language)
-        return True
 
-    return database.write(update)
+def store_language(db, who: audit.Who, user_id: int, language: str | None) -> bool:
+    """:func:`set_language` inside a write of its own caller (a login stores it in its own
+    transaction). None, or a language Relais does not have, changes nothing."""
+    if language not in i18n.LANGUAGES:
+        return False
+    row = db.execute("SELECT email, language FROM users WHERE id = ?", [user_id]).fetchone()
+    if row is None or row[1] == language:
+        return False
+    db.execute("UPDATE users SET language = ? WHERE id = ?", [language, user_id])
+    audit.record(db, who, "user.language", row[0], language=language)
+    return True
 
 
 # -- one-time login links ----------------------------------------------------------------------

@@ -97,6 +97,33 @@ def test_changing_a_password_needs_the_current_one_and_ends_other_sessions(app, 
         assert other_browser.get("/", follow_redirects=False).headers["location"] == "/login"
     assert client.get("/").status_code == 200  # this browser stays in
     assert audit_rows(app, "user.password_change")
+    [ended] = audit_rows(app, "user.other_sessions_ended")
+    assert ended["actor"] == staff.email and ended["object"] == staff.email and '"sessions": 1' in ended["detail"]
+
+
+def test_a_password_change_is_one_transaction(app, client, auth, staff):
+    """The new password and the end of the other sessions commit together: if ending them fails,
+    the old password still works and no audit row claims a change (before, the new password was
+    committed first and the other sessions stayed in)."""
+    from litestar.testing import TestClient
+
+    from tests.conftest import AuthActions
+
+    auth.login()
+    with TestClient(app, base_url="https://relais.test") as other_browser:
+        AuthActions(other_browser).login()
+        # On the writer's connection only (TEMP), where every write runs: ending a session fails.
+        app.state.db.write(lambda db: db.execute(
+            "CREATE TEMP TRIGGER refuse_session_end BEFORE DELETE ON sessions BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+        try:
+            failed = auth.post("/account/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD,
+                                                     "confirm_password": NEW_PASSWORD})
+        finally:
+            app.state.db.write(lambda db: db.execute("DROP TRIGGER temp.refuse_session_end"))
+        assert failed.status_code == 500
+        assert audit_rows(app, "user.password_change") == [] and audit_rows(app, "user.other_sessions_ended") == []
+        assert other_browser.get("/", follow_redirects=False).status_code == 200  # still in
+    assert app.state.hasher.verify(users.by_email(app.state.db, staff.email)["password_hash"], PASSWORD)
 
 
 def test_admin_pages_are_for_admins_only(client, auth, staff):
@@ -237,7 +264,9 @@ def test_a_password_chosen_in_one_unicode_form_works_in_the_other(app, client, a
     auth.logout()
     assert auth.login(password=nfd).status_code == 303
     # The check as the password form runs it (current password), in the other form.
-    assert users.check_password(app.state.db, app.state.hasher, users.get(app.state.db, staff.id), ACCENTED)
+    again = auth.post("/account/password", {"current_password": ACCENTED, "new_password": NEW_PASSWORD,
+                                            "confirm_password": NEW_PASSWORD})
+    assert again.status_code == 303
 
 
 def test_compatibility_forms_fold_too(app, make_user, auth):

@@ -255,3 +255,47 @@ def test_a_share_password_typed_in_one_form_unlocks_in_the_other(app, auth, staf
     assert create_share(auth, [stored.id], password=unicodedata.normalize("NFD", typed)).status_code == 200
     with TestClient(app, base_url=BASE_URL) as guest:
         assert unlock(guest, f"/s/{link_token(app)}", typed).status_code == 303
+
+
+# -- the language stored at login ---------------------------------------------------------------
+
+def _language(app, email: str) -> str:
+    return app.state.db.scalar("SELECT language FROM users WHERE email = ?", [email])
+
+
+def test_a_browsers_language_alone_is_not_stored_at_login(app, client, auth, make_user):
+    """Someone else's browser (a colleague's, a borrowed laptop) must not switch a Dutch person's
+    e-mails to English: Accept-Language shows the page, the account keeps its language."""
+    dutch = make_user(email="dutch@registry.example")
+    app.state.db.write(lambda db: db.execute("UPDATE users SET language = 'nl' WHERE id = ?", [dutch.id]))
+    response = auth.login(email=dutch.email, headers={"accept-language": "en-GB,en;q=0.9"})
+    assert response.status_code == 303
+    assert _language(app, dutch.email) == "nl" and audit_rows(app, "user.language") == []
+
+
+def test_a_language_chosen_on_the_login_page_or_form_is_stored_with_the_login(app, client, auth, staff):
+    client.get("/language/nl")  # the switch on the login page sets the cookie
+    assert auth.login(headers={"accept-language": "fr"}).status_code == 303
+    assert _language(app, staff.email) == "nl"
+    [row] = audit_rows(app, "user.language")
+    assert row["actor"] == staff.email and '"language": "nl"' in row["detail"]
+    auth.logout()
+    # A language field of the form is a choice too, and goes before the cookie.
+    assert auth.login(language="de").status_code == 303
+    assert _language(app, staff.email) == "de"
+    auth.logout()
+    assert auth.login(language="xx").status_code == 303  # not one of ours: the cookie's choice
+    assert _language(app, staff.email) == "nl"
+
+
+def test_a_one_time_link_stores_only_a_chosen_language(app, client, auth, staff):
+    from relais import audit, users
+
+    token = users.issue_login_link(app.state.db, audit.SYSTEM, staff.id)
+    client.headers["accept-language"] = "de"
+    assert auth.post(f"/login/link/{token}").status_code == 303
+    assert _language(app, staff.email) == "en" and audit_rows(app, "user.language") == []
+    token = users.issue_login_link(app.state.db, audit.SYSTEM, staff.id)
+    client.get("/language/fr")
+    assert auth.post(f"/login/link/{token}").status_code == 303
+    assert _language(app, staff.email) == "fr"

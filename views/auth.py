@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post, route
 from litestar.response import Redirect
 
-from relais import auth, passwords, terms, users
+from relais import auth, i18n, passwords, terms, users
 from relais.i18n import N_
 from views import common
 
@@ -29,6 +28,7 @@ class LoginForm:
     email: str = ""
     password: str = ""
     next: str = ""
+    language: str = ""  # a language chosen on the form itself, if a form offers one
 
 
 @dataclass
@@ -36,6 +36,17 @@ class PasswordForm:
     current_password: str = ""
     new_password: str = ""
     confirm_password: str = ""
+
+
+def chosen_language(request: Request, field: str = "") -> str | None:
+    """The language the person chose (a form's field, else the cookie the language switch sets),
+    to be stored on their account at login; None when they chose none. Never the browser's
+    Accept-Language alone: logging in from a colleague's English browser must not switch a
+    Dutch person's e-mails to English."""
+    for choice in (field, request.cookies.get(common.LANGUAGE_COOKIE)):
+        if choice in i18n.LANGUAGES:
+            return choice
+    return None
 
 
 def _login_page(request: Request, status: int = 200, error: str = "", email: str = "", next: str = "") -> Response:
@@ -59,12 +70,9 @@ async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]
     """Check the password; on success a fresh session id (never the one the browser came with)."""
     if (old := request.scope.get("auth")) is not None:
         await common.in_thread(auth.logout, common.db(request), common.who(request), old)
-    result = await auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password)
+    result = await auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password,
+                              chosen_language(request, data.language))
     if result.outcome is auth.Outcome.OK:
-        # The language the person logged in with (chosen, or their browser's) is the one their
-        # e-mails use from now on.
-        as_user = dataclasses.replace(common.who(request), actor=result.user.email)
-        users.set_language(common.db(request), as_user, result.user.id, common.lang(request))
         response = Redirect(common.safe_next(data.next), status_code=303)
         common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
         return response
@@ -109,8 +117,7 @@ def use_login_link(request: Request, token: str) -> Response:
         return common.render(request, "auth/link_invalid.html", status_code=404)
     if (old := request.scope.get("auth")) is not None:
         auth.logout(database, who, old)
-    session_token = auth.start_session(database, common.who(request), user, "login.link")
-    users.set_language(database, dataclasses.replace(who, actor=user.email), user.id, common.lang(request))
+    session_token = auth.start_session(database, common.who(request), user, "login.link", chosen_language(request))
     response = Redirect("/account/password", status_code=303)
     common.set_session_cookie(response, session_token, request.app.state.config.cookie_secure)
     return response
@@ -124,24 +131,20 @@ def show_password(request: Request) -> Response:
 @post("/account/password", guards=[common.requires_login], opt={"password_change": True}, sync_to_thread=True)
 def submit_password(request: Request, data: Annotated[PasswordForm, common.FORM]) -> Response:
     """Change the password; a link-login (must_change_password) needs no current password."""
-    user, database = common.current_user(request), common.db(request)
     error = ""
     if len(data.new_password) > passwords.MAX_LENGTH or len(data.current_password) > passwords.MAX_LENGTH:
         error = "too_long"
     elif data.new_password != data.confirm_password:
         error = "mismatch"
-    elif not user.must_change_password:
-        if not users.check_password(database, common.hasher(request), user, data.current_password):
-            error = "wrong_current"
-    if not error:
+    else:
         try:
-            users.set_password(database, common.hasher(request), common.who(request), user, data.new_password)
+            auth.change_password(common.db(request), common.hasher(request), common.who(request), request.scope["auth"],
+                                 data.new_password, data.current_password)
         except passwords.PasswordRejected as exc:
             error = exc.reason
     if error:
         message = common.gettext(request, PASSWORD_ERRORS[error])
         return common.render(request, "auth/password.html", status_code=400, error=message)
-    auth.end_other_sessions(database, user.id, request.scope["auth"].id_hash)
     return Redirect("/?notice=password_changed", status_code=303)
 
 
