@@ -17,9 +17,10 @@ import threading
 import pytest
 
 from relais import audit, settings
+from relais.db import Database
 from relais.passwords import Hasher
 from tests import flood
-from tests.conftest import form_token
+from tests.conftest import PASSWORD, form_token
 from tests.serving import Server
 from tests import aio
 
@@ -220,3 +221,77 @@ def test_a_flood_of_link_passwords_leaves_logged_in_pages_alone(server):
     report = f"idle {seconds[False]}, link flood {seconds[True]}, {guesses} guesses"
     assert guesses >= flood.LINK_FLOOD, report  # the flood really ran
     assert under_flood <= PAGE_FACTOR * idle, report
+
+
+# -- no SQLite or argon2 on the event loop, handler by handler ------------------------------------
+
+@pytest.fixture
+def on_the_loop(client, monkeypatch):
+    """What reached SQLite, argon2 or a stored file from the thread that runs the app's event
+    loop: each connection handed out (every query, ``read_sync``, ``settings.get`` on
+    ``database.conn``), each blocking write (``write``, ``execute``: the loop would wait for the
+    writer), each blocking hash or verification and each call to a file being written (its
+    ``close`` waits for a sealing write), with the line of Relais that asked for it."""
+    import traceback
+
+    from relais.storage import SegmentWriter
+
+    loop_thread = client.blocking_portal.call(threading.current_thread)
+    seen: list[str] = []
+
+    def watched(name, fn):
+        def wrapper(*args, **kwargs):
+            if threading.current_thread() is loop_thread:
+                ours = [f for f in traceback.extract_stack()[:-1] if "/relais/" in f.filename or "/views/" in f.filename]
+                seen.append(f"{name} from {'/'.join(ours[-1].filename.rsplit('/', 2)[-2:])}:{ours[-1].lineno}" if ours else name)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(Database, "conn", property(watched("Database.conn", Database.conn.fget)))
+    for name in ("write", "write_outside_transaction"):
+        monkeypatch.setattr(Database, name, watched(f"Database.{name}", getattr(Database, name)))
+    for name in ("hash", "verify"):
+        monkeypatch.setattr(Hasher, name, watched(f"Hasher.{name}", getattr(Hasher, name)))
+    for name in ("write", "checkpoint", "finish", "abort", "close"):
+        monkeypatch.setattr(SegmentWriter, name, watched(f"SegmentWriter.{name}", getattr(SegmentWriter, name)))
+    return seen
+
+
+def test_logins_and_a_password_change_leave_the_event_loop_alone(app, client, auth, staff, on_the_loop):
+    """The async login handler (and what it calls) awaits every read, write and hash; before, a
+    successful login stored the page's language with a blocking write on the loop."""
+    assert auth.login(password="not the password at all").status_code == 401
+    assert auth.login(email="nobody@registry.example").status_code == 401
+    client.get("/language/nl")  # chosen on the login page: stored with the login
+    assert auth.login().status_code == 303
+    assert app.state.db.scalar("SELECT language FROM users WHERE id = ?", [staff.id]) == "nl"
+    new = "quiet harbour lantern 42"
+    changed = auth.post("/account/password", {"current_password": PASSWORD, "new_password": new, "confirm_password": new})
+    assert changed.status_code == 303
+    assert auth.login(password=new).status_code == 303  # logged in again, over the old session
+    assert client.get("/healthz").status_code == 200
+    assert on_the_loop == []
+
+
+def test_async_handlers_leave_the_event_loop_alone(app, client, auth, admin, on_the_loop):
+    """Every async handler in views/: a form upload (one kept, one refused and discarded), a tus
+    upload, sending a share, saving the settings, /healthz. Their sync work runs in threads, none
+    of it on the loop; before, a refused form upload closed its file on the loop."""
+    from tests.test_files import CSV, create, form_upload, patch
+
+    assert auth.login(email=admin.email).status_code == 303
+    assert form_upload(client, ("registry.csv", CSV, "text/csv")).status_code == 303
+    assert form_upload(client, ("scan.pdf", b"not a pdf at all", "application/pdf")).status_code == 400  # discarded
+    created = create(client, "second.csv", len(CSV))
+    assert created.status_code == 201
+    assert patch(client, created.headers["location"], 0, CSV).status_code == 204
+    stored = [r["id"] for r in app.state.db.query("SELECT id FROM files WHERE state = 'complete' ORDER BY name")]
+    assert len(stored) == 2
+    sent = auth.post("/shares", {"file_ids": stored, "recipients": "dr.peeters@hospital.example", "message": "",
+                                 "language": "en", "expires_days": "30", "download_limit": ""})
+    assert sent.status_code == 303
+    values = app.state.db.read_sync(settings.all_values)
+    assert auth.post("/admin/settings", {**values, "session_idle_minutes": "45"}).status_code == 303
+    assert app.state.db.read_sync(settings.get, "session_idle_minutes") == 45
+    assert client.get("/healthz").status_code == 200
+    assert on_the_loop == []
