@@ -275,9 +275,10 @@ def test_logins_and_a_password_change_leave_the_event_loop_alone(app, client, au
 
 def test_async_handlers_leave_the_event_loop_alone(app, client, auth, admin, on_the_loop):
     """Every async handler in views/: a form upload (one kept, one refused and discarded), a tus
-    upload, sending a share, saving the settings, /healthz. Their sync work runs in threads, none
+    upload, sending a share, a link's password (wrong, then right), saving the settings, /healthz. Their sync work runs in threads, none
     of it on the loop; before, a refused form upload closed its file on the loop."""
     from tests.test_files import CSV, create, form_upload, patch
+    from tests.test_shares import link_token, unlock
 
     assert auth.login(email=admin.email).status_code == 303
     assert form_upload(client, ("registry.csv", CSV, "text/csv")).status_code == 303
@@ -287,9 +288,13 @@ def test_async_handlers_leave_the_event_loop_alone(app, client, auth, admin, on_
     assert patch(client, created.headers["location"], 0, CSV).status_code == 204
     stored = [r["id"] for r in app.state.db.query("SELECT id FROM files WHERE state = 'complete' ORDER BY name")]
     assert len(stored) == 2
+    typed = "lighthouse cobalt meadow"
     sent = auth.post("/shares", {"file_ids": stored, "recipients": "dr.peeters@hospital.example", "message": "",
-                                 "language": "en", "expires_days": "30", "download_limit": ""})
+                                 "language": "en", "expires_days": "30", "download_limit": "", "password": typed})
     assert sent.status_code == 303
+    link = f"/s/{link_token(app)}"
+    assert unlock(client, link, "not the password at all").status_code == 401
+    assert unlock(client, link, typed).status_code == 303
     values = app.state.db.read_sync(settings.all_values)
     assert auth.post("/admin/settings", {**values, "session_idle_minutes": "45"}).status_code == 303
     assert app.state.db.read_sync(settings.get, "session_idle_minutes") == 45
