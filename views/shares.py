@@ -18,6 +18,8 @@ STATUS_NAMES = {
 }
 EVENT_NAMES = {
     "access": i18n.N_("Opened with the password"), "access_refused": i18n.N_("Wrong password"),
+    # A refusal during the wait that wrong passwords started: no password was checked.
+    "access_refused:wait": i18n.N_("Refused: waiting after wrong passwords"),
     "locked": i18n.N_("Locked after wrong passwords"), "download": i18n.N_("Downloaded completely"),
     "download_start": i18n.N_("Download started"),
 }
