@@ -40,6 +40,7 @@ ACTIONS = {
     "upload.start": N_("Upload started"),
     "upload.terminate": N_("Upload cancelled"),
     "upload.expire": N_("Unfinished upload expired"),
+    "upload.refused": N_("Upload refused, nothing kept"),
     "file.upload": N_("File uploaded"),
     "file.download": N_("File downloaded"),
     "file.download_zip": N_("Files downloaded as a zip"),
@@ -111,6 +112,10 @@ VALUES = {
         "password_too_long": N_("password too long"), "idle": N_("idle too long"),
         "absolute": N_("longest session reached"), "password": N_("wrong password"),
         "wait": N_("too soon after wrong passwords"),
+        # why an upload was refused (relais.file_rules.REASONS, and the form's own)
+        "content": N_("content not what its type says"), "empty_file": N_("empty file"),
+        "too_large": N_("over the size limit"), "incomplete": N_("did not arrive whole"),
+        "session_ended": N_("the session ended meanwhile"), "disk_full": N_("disk full"), "error": N_("server error"),
     },
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),

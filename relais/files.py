@@ -158,8 +158,8 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
         if size == 0:
             raise FileRefused("empty_file")
         check_content(row["name"], head_bytes(master, files_dir, row, size))
-    except FileRefused:
-        discard(database, files_dir, file_id)
+    except FileRefused as exc:
+        discard(database, files_dir, file_id, who, "upload.refused", reason=exc.reason, name=row["name"])
         raise
 
     def commit(db):
@@ -182,15 +182,17 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
     return get(database, row["owner_id"], file_id)
 
 
-def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | None = None, action: str = "") -> None:
-    """Remove an unfinished or refused file: its row (and key) first, then its data."""
+def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | None = None, action: str = "",
+            **detail) -> None:
+    """Remove an unfinished or refused file: its row (and key) first, then its data; with ``action``,
+    an audit row (with ``detail``) in the same transaction."""
 
     def unfinished(db) -> list[dict]:
         return list(db.query("SELECT id, storage_name FROM files WHERE id = ? AND state = 'uploading'", [file_id]))
 
     def record(db, rows: list[dict]) -> None:
         if rows and action:
-            audit.record(db, who or audit.SYSTEM, action, file_id)
+            audit.record(db, who or audit.SYSTEM, action, file_id, **detail)
 
     shred(database, files_dir, unfinished, record)
 

@@ -10,6 +10,8 @@ HMAC, and it must arrive as the first field, before any byte of a file is accept
 
 from __future__ import annotations
 
+import functools
+
 import logging
 
 from litestar import Request, Response, Router, get, post
@@ -100,6 +102,8 @@ async def upload_form(request: Request) -> Template | Redirect:
 
 
 STALE_FORM = N_("This form was open too long or came from another site. Reload the page and try again.")
+# A form upload cannot resume (unlike tus): what arrived is not kept for a session that is gone.
+SESSION_ENDED = N_("Your session ended during the upload, so the file was not kept. Log in again and upload it again.")
 
 
 class _FormReceiver:
@@ -162,8 +166,8 @@ class _FormReceiver:
                 raise
             self.stored += 1
 
-    async def abort(self) -> None:
-        """Refused, cut off or failed mid-file: nothing of that file stays."""
+    async def abort(self, reason: str) -> None:
+        """Refused, cut off or failed mid-file: nothing of that file stays, and the trail says why."""
         if self.current is not None:
             try:
                 await self.current["pipeline"].drain()  # never close the writer under a running write
@@ -171,7 +175,9 @@ class _FormReceiver:
                 pass  # the error that brought us here is being reported already
             # Closing waits for a sealing batch in flight: in a disk thread, never on the event loop.
             await common.on_disk(self.request, self.current["writer"].close)
-            await common.on_disk(self.request, files.discard, self.engine.database, self.files_dir, self.current["id"])
+            await common.on_disk(self.request, functools.partial(
+                files.discard, self.engine.database, self.files_dir, self.current["id"], self.who, "upload.refused",
+                reason=reason))
             self.current = None
 
 
@@ -182,6 +188,8 @@ async def _receive_form(request: Request, boundary: str) -> int:
     receiver = _FormReceiver(request, target, max_size)
     parser = PushMultipartParser(boundary, max_segment_count=1000)
     declared = request.headers.get("content-length", "")
+    keep_alive = streaming.KeepAlive(request)  # a long upload is activity: its session must not idle out
+    reason = "incomplete"  # what the audit row of a file left unfinished says, unless told otherwise
     try:
         # A body that cannot fit beside the database's reserve (relais.space) is refused before a
         # byte is read. A browser sends the body's length; without one (chunked) each block is
@@ -190,6 +198,7 @@ async def _receive_form(request: Request, boundary: str) -> int:
         async for chunk in request.stream():
             if not chunk:
                 continue
+            await keep_alive()
             for event in parser.parse(chunk):
                 if isinstance(event, MultipartSegment):
                     await receiver.start_part(event)
@@ -198,18 +207,24 @@ async def _receive_form(request: Request, boundary: str) -> int:
                 else:
                     await receiver.data(event)
         parser.close()  # raises if the body ended before the closing boundary
+        await keep_alive()  # and at the end, so the page the upload leads to finds the session alive
+    except streaming.SessionEnded:  # logged out, deactivated or past the absolute timeout meanwhile
+        reason = "session_ended"
+        raise _FormProblem(401, SESSION_ENDED) from None
     except files.FileRefused as exc:
+        reason = exc.reason
         raise _FormProblem(413 if exc.reason == "too_large" else 400, files.REASONS[exc.reason], **exc.variables) from None
     except (MultipartError, framework.ClientDisconnected):  # malformed, or the client went away
         raise _FormProblem(400, files.REASONS["incomplete"]) from None
     except OSError as exc:
+        reason = "disk_full" if space.is_full(exc) else "error"
         if not space.is_full(exc):
             log.exception("form upload failed")
             raise _FormProblem(507, N_("The server could not store the data (disk full?). Try again later.")) from None
         log.error("form upload refused: %s", exc)  # an operator's problem, not a bug: no stack trace
         raise _FormProblem(507, errors.MESSAGES[507][1]) from None
     finally:
-        await receiver.abort()  # the partial file and its row go, freeing what they took
+        await receiver.abort(reason)  # the partial file and its row go, freeing what they took
     if not receiver.token_checked:
         raise _FormProblem(403, STALE_FORM)
     return receiver.stored
