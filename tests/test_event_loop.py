@@ -77,8 +77,8 @@ def _on_event_loop() -> bool:
     return True
 
 
-def test_pages_are_rendered_off_the_event_loop(app, auth, staff):
-    """Sync handlers render in their worker thread, async ones (a failed login) in a thread too."""
+def _record_renders(app) -> list[tuple[str, bool]]:
+    """(template name, rendered on the event loop?) for every template the app renders from now on."""
     engine, rendered = app.template_engine, []
     real = engine.get_template
 
@@ -93,6 +93,12 @@ def test_pages_are_rendered_off_the_event_loop(app, auth, staff):
         return Spy()
 
     engine.get_template = spy
+    return rendered
+
+
+def test_pages_are_rendered_off_the_event_loop(app, auth, staff):
+    """Sync handlers render in their worker thread, async ones (a failed login) in a thread too."""
+    rendered = _record_renders(app)
     auth.client.get("/login")
     assert auth.login(password="not the password at all").status_code == 401
     auth.login()
@@ -174,20 +180,7 @@ def test_argon2_runs_on_the_hashers_own_few_threads(app):
 
 def test_error_pages_are_rendered_off_the_event_loop(app, auth, staff):
     """Litestar calls exception handlers on the event loop: their pages are rendered in a thread."""
-    engine, rendered = app.template_engine, []
-    real = engine.get_template
-
-    def spy(name):
-        template = real(name)
-
-        class Spy:
-            def render(self, **context):
-                rendered.append((name, _on_event_loop()))
-                return template.render(**context)
-
-        return Spy()
-
-    engine.get_template = spy
+    rendered = _record_renders(app)
     missing = auth.client.get("/no-such-page")
     assert missing.status_code == 404 and "Page not found" in missing.text
     auth.login()

@@ -621,41 +621,38 @@ def _raw_get(app, path: str, cookies: dict, hang_up_after: int = 0) -> bytes:
     return aio.run(run())
 
 
-def test_a_zip_counts_when_the_client_hangs_up_after_the_last_byte(app, shared, guest, monkeypatch):
+def _pause_zip(monkeypatch, after_each_block: bool) -> None:
+    """The zip's body pauses 5 s after each block (the client hangs up during a pause), or only
+    after the last one (the server has not noticed the end yet when the client hangs up)."""
     import asyncio
 
     from views import downloads as download_views
 
-    link, password, _, stored = shared
-    unlock(guest, link, password)
     prefetch = download_views.streaming.prefetch
 
-    async def slow_to_end(iterator, *rest):
+    async def pausing(iterator, *rest):
         async for block in prefetch(iterator, *rest):
             yield block
-        await asyncio.sleep(5)  # the server has not noticed the end yet when the client hangs up
+            if after_each_block:
+                await asyncio.sleep(5)
+        await asyncio.sleep(5)
 
-    monkeypatch.setattr(download_views.streaming, "prefetch", slow_to_end)
+    monkeypatch.setattr(download_views.streaming, "prefetch", pausing)
+
+
+def test_a_zip_counts_when_the_client_hangs_up_after_the_last_byte(app, shared, guest, monkeypatch):
+    link, password, _, stored = shared
+    unlock(guest, link, password)
+    _pause_zip(monkeypatch, after_each_block=False)
     content = _raw_get(app, f"{link}/zip", dict(guest.cookies))
     assert sorted(zipfile.ZipFile(io.BytesIO(content)).namelist()) == sorted(s.name for s in stored)
     assert [downloads_of(app, s.id) for s in stored] == [1, 1]
 
 
 def test_a_zip_cut_off_records_nothing(app, shared, guest, monkeypatch):
-    import asyncio
-
-    from views import downloads as download_views
-
     link, password, _, stored = shared
     unlock(guest, link, password)
-    prefetch = download_views.streaming.prefetch
-
-    async def one_block_then_stall(iterator, *rest):
-        async for block in prefetch(iterator, *rest):
-            yield block
-            await asyncio.sleep(5)  # the client hangs up during this pause
-
-    monkeypatch.setattr(download_views.streaming, "prefetch", one_block_then_stall)
+    _pause_zip(monkeypatch, after_each_block=True)
     content = _raw_get(app, f"{link}/zip", dict(guest.cookies), hang_up_after=1)
     assert 0 < len(content) < sum(s.size for s in stored)
     assert [downloads_of(app, s.id) for s in stored] == [0, 0]
