@@ -123,7 +123,7 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
     Returns (share, link token, password, password-link token or ""): the only moment the
     password exists in clear.
     """
-    recipients = parse_recipients(new.recipients)
+    addresses = parse_recipients(new.recipients)
     if len(new.message) > MAX_MESSAGE:
         raise ShareRefused("message_too_long")
     if new.language not in i18n.LANGUAGES:
@@ -161,11 +161,11 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
         )
         for file_id in file_ids:
             db.execute("INSERT INTO share_files (share_id, file_id) VALUES (?, ?)", [share_id, file_id])
-        audit.record(db, who, "share.create", share_id, files=len(file_ids), recipients=len(recipients),
+        audit.record(db, who, "share.create", share_id, files=len(file_ids), recipients=len(addresses),
                      expires_days=new.expires_days, download_limit=new.download_limit,
                      delete_after_download=new.delete_after_download, password="typed" if new.password else "generated")
-        share = Share.from_row(_row(db, share_id))
-        for recipient in recipients:
+        share = get(db, share_id)
+        for recipient in addresses:
             db.execute("INSERT INTO share_recipients (share_id, email) VALUES (?, ?)", [share_id, recipient])
             subject, text, html = emails.render(
                 "share", new.language, sender=owner.name or owner.email, sender_email=owner.email,
@@ -183,15 +183,9 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
     return share, token, password, password_token
 
 
-def _row(db, share_id: str) -> dict | None:
-    """For reads (the Database) and inside a write alike: both answer ``query``."""
-    rows = list(db.query("SELECT * FROM shares WHERE id = ?", [share_id]))
-    return rows[0] if rows else None
-
-
-def get(database: Database, share_id: str) -> Share | None:
-    row = _row(database, share_id)
-    return Share.from_row(row) if row else None
+def get(db, share_id: str) -> Share | None:
+    """For reads (the Database) and inside a write alike, through the link core's loader."""
+    return links.load(db, KIND, share_id)
 
 
 def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
@@ -219,16 +213,13 @@ def visible_to(database: Database, user, share_id: str) -> Share | None:
     return share
 
 
-def _recipients(db, share_id: str) -> list[str]:
+def recipients(db, share_id: str) -> list[str]:
+    """For reads (the Database) and inside a write alike: both answer ``query``."""
     return [row["email"] for row in db.query("SELECT email FROM share_recipients WHERE share_id = ? ORDER BY email", [share_id])]
 
 
-def recipients(database: Database, share_id: str) -> list[str]:
-    return _recipients(database, share_id)
-
-
 # The share as a kind of link: the link core finds, unlocks and locks it through this.
-KIND = links.Kind(name="share", table="shares", from_row=Share.from_row, recipients=_recipients,
+KIND = links.Kind(name="share", table="shares", from_row=Share.from_row, recipients=recipients,
                   staff_path="/shares/{id}", lock_mail="share_locked")
 
 

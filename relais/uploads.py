@@ -16,7 +16,7 @@ nothing is lost; that upload's next request resumes it from disk. Uploads in ste
 closed (re-reading a large upload at each of its requests would cost more than its descriptor),
 so the cap is exceeded only while that many are active.
 
-claim(), release() and busy() take a lock held only for a few dictionary operations, never across
+claim() and release() take a lock held only for a few dictionary operations, never across
 disk work: the views call them on the event loop. Every other method blocks (disk, fsync,
 database): the views call them through a worker thread.
 """
@@ -69,8 +69,7 @@ class Engine:
         # upload id -> (writer, when it was last used), least recently used first
         self._writers: OrderedDict[str, tuple[storage.SegmentWriter, float]] = OrderedDict()
         self._busy: set[str] = set()  # uploads a request is writing to in this process: never closed under it
-        self._opening: dict[str, threading.Lock] = {}  # a HEAD and a PATCH arriving together must not both resume one upload
-        self._lock = threading.Lock()  # guards the three; never held across disk or database work
+        self._lock = threading.Lock()  # guards the two; never held across disk or database work
 
     # -- who is writing, and the open writers ------------------------------------------------
 
@@ -85,10 +84,6 @@ class Engine:
     def release(self, upload_id: str) -> None:
         with self._lock:
             self._busy.discard(upload_id)
-
-    def busy(self, upload_id: str) -> bool:
-        with self._lock:
-            return upload_id in self._busy
 
     def open_writers(self) -> list[str]:
         """The uploads with an open writer in this process, least recently used first."""
@@ -183,24 +178,16 @@ class Engine:
                       row["length"], row["offset"], row["expires_at"], row["name"])
 
     def writer_for(self, upload: Upload) -> storage.SegmentWriter | None:
-        """The open writer of this upload, resumed from disk if this process has none.
+        """The open writer of this upload, resumed from disk if this process has none. Call it
+        with the upload claimed (``claim``).
 
         Returns None when the data file is already finished (a crash came between finishing it and
         committing it): the caller then completes the upload from what is on disk.
         """
         writer = self._open_writer(upload.id)
-        if writer is not None:
-            return writer
-        with self._lock:
-            opening = self._opening.setdefault(upload.id, threading.Lock())
-        try:
-            with opening:  # the disk work runs under this upload's own lock, never under _lock
-                writer = self._open_writer(upload.id)  # resumed by the request that held it just now
-                return writer if writer is not None else self._resume(upload)
-        finally:
-            with self._lock:
-                if not opening.locked():
-                    self._opening.pop(upload.id, None)
+        # The caller holds the claim on this upload (PATCH, HEAD), so no other request resumes it
+        # at the same time: the disk work below needs no lock of its own.
+        return writer if writer is not None else self._resume(upload)
 
     def _resume(self, upload: Upload) -> storage.SegmentWriter | None:
         row = self.database.query_one("SELECT id, wrapped_key, storage_name FROM files WHERE id = ?", [upload.file_id])

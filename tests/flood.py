@@ -17,11 +17,9 @@ import base64
 import os
 import re
 import secrets
-import sqlite3
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import requests
 
@@ -56,16 +54,7 @@ def prepare(server: Server) -> None:
     """Two accounts, and thousands of listed files for the second (rows only: a list never opens them)."""
     server.command("create-admin", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
     server.command("create-admin", "--email", LISTER, "--password-stdin", stdin=PASSWORD)
-    db = sqlite3.connect(Path(server.env["RELAIS_DATA_DIR"]) / "relais.db")
-    with db:
-        owner = db.execute("SELECT id FROM users WHERE email = ?", [LISTER]).fetchone()[0]
-        db.executemany(
-            "INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state, created_at,"
-            " completed_at) VALUES (?, ?, ?, 1000, ?, 'text/csv', x'00', ?, 'complete', ?, ?)",
-            [(secrets.token_hex(16), owner, f"listed-{i:05}.csv", "0" * 64, secrets.token_hex(16),
-              f"2026-11-01T00:00:00.{i:06}+00:00", f"2026-11-01T00:00:00.{i:06}+00:00") for i in range(LISTED)],
-        )
-    db.close()
+    server.add_listed_files(LISTER, [f"listed-{i:05}.csv" for i in range(LISTED)], size=1000)
 
 
 def upload(session: Session, name: str, data: bytes) -> float:

@@ -40,6 +40,23 @@ class Server:
         key = audit.derive_key(load_master_key(Path(self.env["RELAIS_MASTER_KEY_FILE"]), create=False))
         return Database(Path(self.env["RELAIS_DATA_DIR"]) / "relais.db", prepare_connection=audit.connection_setup(key))
 
+    def add_listed_files(self, email: str, names: list[str], size: int = 100) -> None:
+        """Rows of complete files for the account, straight into its database: for lists and
+        paging only (no data file exists; a list never opens one). The server may be running."""
+        import secrets
+        import sqlite3
+
+        db = sqlite3.connect(Path(self.env["RELAIS_DATA_DIR"]) / "relais.db", timeout=30)
+        with db:
+            owner = db.execute("SELECT id FROM users WHERE email = ?", [email]).fetchone()[0]
+            db.executemany(
+                "INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state,"
+                " created_at, completed_at) VALUES (?, ?, ?, ?, ?, 'text/csv', x'00', ?, 'complete', ?, ?)",
+                [(secrets.token_hex(16), owner, name, size, "0" * 64, secrets.token_hex(16),
+                  f"2026-11-01T00:00:00.{i:06}+00:00", f"2026-11-01T00:00:00.{i:06}+00:00") for i, name in enumerate(names)],
+            )
+        db.close()
+
     def command(self, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=60, check=True)

@@ -4,9 +4,6 @@ ticked on other pages; without JavaScript the same links load the next page."""
 from __future__ import annotations
 
 import re
-import secrets
-import sqlite3
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -20,16 +17,7 @@ EMAIL = "pager@registry.example"
 def account(server):
     """An account holding 55 listed files (rows only: a list never opens the data)."""
     server.command("create-admin", "--email", EMAIL, "--name", "Pat Pager", "--password-stdin", stdin=ADMIN_PASSWORD)
-    db = sqlite3.connect(Path(server.env["RELAIS_DATA_DIR"]) / "relais.db", timeout=30)
-    with db:
-        owner = db.execute("SELECT id FROM users WHERE email = ?", [EMAIL]).fetchone()[0]
-        db.executemany(
-            "INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state, created_at,"
-            " completed_at) VALUES (?, ?, ?, 100, ?, 'text/csv', x'00', ?, 'complete', ?, ?)",
-            [(secrets.token_hex(16), owner, f"file-{i:04}.csv", "0" * 64, secrets.token_hex(16),
-              f"2026-11-01T00:00:00.{i:06}+00:00", f"2026-11-01T00:00:00.{i:06}+00:00") for i in range(55)],
-        )
-    db.close()
+    server.add_listed_files(EMAIL, [f"file-{i:04}.csv" for i in range(55)])
     return EMAIL
 
 
