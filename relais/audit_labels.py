@@ -64,6 +64,22 @@ ACTIONS = {
     "share.delete": N_("Share's files deleted"),
     "share.delete_after_download": N_("Files deleted after the download"),
     "share.purge": N_("Share's files deleted (expired, revoked or locked)"),
+    "request.create": N_("Request created"),
+    "request.password_shown": N_("Request password shown to its owner"),
+    "request.password_link_create": N_("One-time password link made"),
+    "request.password_link_opened": N_("Password shown through the one-time link"),
+    "request.access": N_("Upload link opened with the password"),
+    "request.access_refused": N_("Wrong password on an upload link"),
+    "request.locked": N_("Upload link locked after wrong passwords"),
+    "request.file_remove": N_("File removed by the sender before transmitting"),
+    "request.transmit": N_("Files transmitted"),
+    "request.download": N_("Received file downloaded"),
+    "request.retrieved": N_("Every file of a submission retrieved"),
+    "request.reminder": N_("Reminder sent before the retrieval deadline"),
+    "request.revoke": N_("Upload link revoked"),
+    "request.extend": N_("Upload link extended"),
+    "request.delete": N_("Request and its files deleted"),
+    "request.purge": N_("Request's files deleted by retention"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
@@ -79,6 +95,7 @@ KEYS = {
     "expires_days": N_("Valid for (days)"),
     "failures": N_("Wrong passwords"),
     "file": N_("File"),
+    "first": N_("First complete download"),
     "files": N_("Files"),
     "hash": N_("Hash"),
     "kind": N_("E-mail"),
@@ -86,21 +103,30 @@ KEYS = {
     "languages": N_("Languages"),
     "length": N_("Size"),
     "name": N_("Name"),
+    "max_file_size": N_("Largest file"),
+    "max_files": N_("Most files"),
     "outbox_id": N_("E-mail number"),
     "password": N_("Password"),
     "purpose": N_("Purpose"),
     "reason": N_("Reason"),
+    "recipient": N_("Recipient"),
     "recipients": N_("Recipients"),
+    "reference": N_("Reference"),
+    "retrieve_by": N_("Retrieve by"),
     "role": N_("Role"),
     "rows": N_("Rows"),
     "scope": N_("Locked"),
+    "sender": N_("Sender"),
     "sessions": N_("Sessions"),
+    "several": N_("Several submissions"),
     "sha256": N_("SHA-256"),
     "size": N_("Size"),
     "start": N_("From byte"),
     "terms_version": N_("Terms version"),
     "through": N_("Up to row"),
+    "submission": N_("Submission"),
     "to": N_("To"),
+    "types": N_("Accepted types"),
     "value": N_("Value"),
 }
 
@@ -116,17 +142,25 @@ VALUES = {
         "content": N_("content not what its type says"), "empty_file": N_("empty file"),
         "too_large": N_("over the size limit"), "incomplete": N_("did not arrive whole"),
         "session_ended": N_("the session ended meanwhile"), "disk_full": N_("disk full"), "error": N_("server error"),
+        "request_closed": N_("the link no longer accepts files"), "request_too_many": N_("too many files"),
+        "extension": N_("type not accepted"),
+        # why a request's files were deleted (relais.request_retention)
+        "deadline": N_("retrieval deadline reached"), "retrieved": N_("retrieved by staff"),
+        "not_transmitted": N_("never transmitted before the link ended"),
     },
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
-             "share_locked": N_("lock warning to the owner")},
+             "share_locked": N_("lock warning to the owner"), "request": N_("upload invitation"),
+             "request_receipt": N_("receipt to the sender"), "request_received": N_("files arrived, to the owner"),
+             "request_reminder": N_("retrieval reminder to the owner"),
+             "request_locked": N_("lock warning to the owner")},
     "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console")},
     "password": {"typed": N_("typed by the owner"), "generated": N_("made by Relais")},
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
-SIZES = {"size", "length"}
-TIMES = {"expires_at"}
-CODES = {"file", "files", "sha256", "error", "hash"}
+SIZES = {"size", "length", "max_file_size", "bytes"}
+TIMES = {"expires_at", "retrieve_by"}
+CODES = {"file", "files", "sha256", "error", "hash", "submission"}
 
 SYSTEM = N_("Relais (automatic)")
 ANONYMOUS = N_("Not logged in")

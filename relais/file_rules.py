@@ -53,6 +53,9 @@ REASONS = {
     "too_large": N_("The file is larger than the limit of %(limit)s."),
     "too_many": N_("You have reached the limit of %(limit)s files. Delete some first."),
     "incomplete": N_("The upload stopped before the whole file arrived. Nothing was kept; please try again."),
+    # A request's link (relais.requests): its own limits, in the guest's words
+    "request_closed": N_("This link no longer accepts files. Nothing of this file was kept."),
+    "request_too_many": N_("This request takes at most %(limit)s files at a time. Remove one first, or transmit these."),
 }
 
 

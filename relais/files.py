@@ -70,7 +70,9 @@ def check_new(database: Database, owner_id: int, raw_name: str, length: int | No
         raise FileRefused("empty_file")
     if length is not None and length > max_size:
         raise FileRefused("too_large", limit=Size(max_size))
-    count = database.scalar("SELECT count(*) FROM files WHERE owner_id = ?", [owner_id])
+    # Files that arrived through the account's requests are the requests' (their own limits).
+    count = database.scalar("SELECT count(*) FROM files WHERE owner_id = ? AND id NOT IN"
+                            " (SELECT file_id FROM request_files)", [owner_id])
     if count >= max_count:
         raise FileRefused("too_many", limit=max_count)
     return name, media_type
@@ -198,8 +200,10 @@ def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | 
 
 
 def get(database: Database, owner_id: int, file_id: str) -> StoredFile | None:
-    """A complete file of this owner, or None (someone else's file is as absent as a missing one)."""
-    row = database.query_one("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'", [file_id, owner_id])
+    """A complete file of this owner's My files, or None (someone else's file is as absent as a
+    missing one; a file that came through a request is the request's, served from its page)."""
+    row = database.query_one("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'"
+                             " AND id NOT IN (SELECT file_id FROM request_files)", [file_id, owner_id])
     return StoredFile.from_row(row) if row else None
 
 
@@ -212,8 +216,10 @@ def key_of(database: Database, master: bytes, stored: StoredFile) -> bytes:
 
 def list_files(database: Database, owner_id: int, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
     """One page of the owner's complete files, newest first."""
-    # Files attached to a share belong to it now: they are listed, and deleted, with the share.
-    where = "FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
+    # Files attached to a share belong to it now: they are listed, and deleted, with the share;
+    # files that came through a request are the request's.
+    where = ("FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
+             " AND id NOT IN (SELECT file_id FROM request_files)")
     rows, page, total = database.read_sync(
         paging.fetch, f"SELECT count(*) {where}", f"SELECT * {where} ORDER BY completed_at DESC, id", [owner_id],
         page, per_page,
@@ -237,8 +243,8 @@ def delete(database: Database, files_dir: Path, who: audit.Who, owner_id: int, f
     created meanwhile cannot lose it)."""
 
     def own(db) -> list[dict]:
-        rows = list(db.query("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'",
-                             [file_id, owner_id]))
+        rows = list(db.query("SELECT * FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'"
+                             " AND id NOT IN (SELECT file_id FROM request_files)", [file_id, owner_id]))
         shared = rows and db.execute("SELECT share_id FROM share_files WHERE file_id = ?", [file_id]).fetchone()
         if shared:  # (only for the owner's own file: someone else's is as absent as a missing one)
             raise FileInShare(shared[0])

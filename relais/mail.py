@@ -102,11 +102,11 @@ def eml_path(config: Config, outbox_id: int):
 # go when their object (a share) is revoked or deleted: the owner's receipt and lock warning
 # hold neither (their link is to the owner's own page, behind a login) and are the record the
 # owner keeps of what happened.
-CARRIES_THE_LINK = ("share",)
+CARRIES_THE_LINK = ("share", "request")
 
 # A link token in a mail body: /s/<token> (a share), /p/<token> (its password), /login/link/<token>.
 # Tokens are 43 URL-safe characters (passwords.new_token); ids such as /shares/<id> are not secrets.
-SECRET_LINK = re.compile(r"(/(?:s|p|login/link)/)[A-Za-z0-9_-]{20,}")
+SECRET_LINK = re.compile(r"(/(?:s|r|p|login/link)/)[A-Za-z0-9_-]{20,}")
 REDACTED = "[removed once sent]"
 
 

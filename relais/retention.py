@@ -2,7 +2,8 @@
 
 One function does all the purging (``python app.py purge`` and a background thread in the
 server both call it): expired sessions and login links, unfinished uploads past their 24 hours,
-data files no row names, and the files of shares that expired or were revoked (crypto-shredded).
+data files no row names, the files of shares that expired or were revoked, and a request's
+files past their retrieval deadline (crypto-shredded), with the reminder before it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from relais import auth, clock, files, shares
+from relais import auth, clock, files, request_retention, shares
 from relais.background import Worker
 
 log = logging.getLogger("relais.retention")
@@ -23,6 +24,8 @@ def purge_all(state) -> dict[str, int]:
         "sessions": database.write(auth.purge_expired),
         "uploads": state.uploads.purge_expired(),
         "shares": shares.purge(database, state.config),
+        "request reminders": request_retention.remind(database, state.config.base_url),
+        "request files": request_retention.purge(database, state.config),
         "orphans": files.purge_orphans(database, files_dir),
         "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),
     }

@@ -148,7 +148,8 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
         for file_id in file_ids:
             if not db.execute(
                 "SELECT 1 FROM files WHERE id = ? AND owner_id = ? AND state = 'complete'"
-                " AND id NOT IN (SELECT file_id FROM share_files)", [file_id, owner.id],
+                " AND id NOT IN (SELECT file_id FROM share_files) AND id NOT IN (SELECT file_id FROM request_files)",
+                [file_id, owner.id],
             ).fetchone():
                 raise ShareRefused("file_gone")
         now = clock.now()

@@ -1,10 +1,11 @@
 """Where an upload goes: its target, which also says who may resume it and what it accepts.
 
-An upload belongs to a target, never to the session that started it. Today's only kind is a
-staff member's My files (``files``, id: the account's id); a request (``request``: a guest holding
-a link session for it) and a partner's space (``space``) come next. Whoever the views can speak
-for the same target (any session of that account; later, any link session of that request) may
-see, resume or end the upload for its 24 hours; for anyone else it does not exist.
+An upload belongs to a target, never to the session that started it. The kinds: a staff member's
+My files (``files``, id: the account's id) and a request's upload link (``request``, id: the
+request's; a guest holding a link session for it); a partner's space (``space``) comes next.
+Whoever the views can speak for the same target (any session of that account, any link session
+of that request) may see, resume or end the upload for its 24 hours; for anyone else it does not
+exist.
 
 A kind says, for its uploads: the account the stored file belongs to, the size limit and the
 checks made before a byte is stored (name, accepted types, size, count), and where the finished
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from relais import files
+from relais import files, requests
 from relais.db import Database
 
 
@@ -30,9 +31,13 @@ class Target:
     def my_files(cls, user_id: int) -> Target:
         return cls("files", str(user_id))
 
+    @classmethod
+    def request(cls, request_id: str) -> Target:
+        return cls("request", request_id)
+
 
 class Kind(Protocol):
-    def owner_id(self, target: Target) -> int:
+    def owner_id(self, database: Database, target: Target) -> int:
         """The account the stored file belongs to (``files.owner_id``)."""
 
     def max_size(self, database: Database, target: Target) -> int:
@@ -50,7 +55,7 @@ class Kind(Protocol):
 class MyFiles:
     """A staff member's own files: the limits and types of the settings, and the file stays theirs."""
 
-    def owner_id(self, target: Target) -> int:
+    def owner_id(self, database: Database, target: Target) -> int:
         return int(target.id)
 
     def max_size(self, database: Database, target: Target) -> int:
@@ -63,7 +68,31 @@ class MyFiles:
         pass  # a complete file of its owner is in their My files already
 
 
-KINDS: dict[str, Kind] = {"files": MyFiles()}
+class RequestFiles:
+    """A request's upload link (id: the request's): its own types, sizes and count, and the file
+    waits for the guest's Transmit (:mod:`relais.requests`). Every check is made again when the
+    upload completes: the link may have closed meanwhile."""
+
+    def _request(self, database: Database, target: Target):
+        found = requests.get(database, target.id)
+        if found is None:
+            raise files.FileRefused("request_closed")
+        return found
+
+    def owner_id(self, database: Database, target: Target) -> int:
+        return self._request(database, target).owner_id
+
+    def max_size(self, database: Database, target: Target) -> int:
+        return self._request(database, target).max_file_size
+
+    def check_new(self, database: Database, target: Target, raw_name: str, length: int | None) -> tuple[str, str]:
+        return requests.check_new(database, self._request(database, target), raw_name, length)
+
+    def deliver(self, db, target: Target, file_id: str) -> None:
+        requests.deliver(db, target.id, file_id)
+
+
+KINDS: dict[str, Kind] = {"files": MyFiles(), "request": RequestFiles()}
 
 
 def kind(target: Target) -> Kind:

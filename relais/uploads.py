@@ -143,7 +143,7 @@ class Engine:
         name, media_type = kind.check_new(self.database, target, raw_name, length)
         upload_id = secrets.token_hex(16)
         file_id, writer = files.begin(
-            self.database, self.master, self.files_dir, kind.owner_id(target), name, media_type,
+            self.database, self.master, self.files_dir, kind.owner_id(self.database, target), name, media_type,
             upload={"id": upload_id, "target_kind": target.kind, "target_id": target.id, "length": length}, who=who,
         )
         self._keep(upload_id, writer)
@@ -155,7 +155,7 @@ class Engine:
         body to the target's max_size as it arrives), then the invisible file and its writer."""
         kind = targets.kind(target)
         name, media_type = kind.check_new(self.database, target, raw_name, None)
-        return files.begin(self.database, self.master, self.files_dir, kind.owner_id(target), name, media_type)
+        return files.begin(self.database, self.master, self.files_dir, kind.owner_id(self.database, target), name, media_type)
 
     def complete_whole(self, who: audit.Who, target: Target, file_id: str,
                        writer: storage.SegmentWriter) -> files.StoredFile:

@@ -448,7 +448,7 @@ def test_a_form_upload_lands_where_its_target_says(app, staff_client, make_user,
     delivered, checked = [], []
 
     class Inbox(targets.MyFiles):
-        def owner_id(self, target):
+        def owner_id(self, database, target):
             return other.id
 
         def max_size(self, database, target):

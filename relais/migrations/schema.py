@@ -1,9 +1,5 @@
-"""Schema, as numbered migrations. Never edit an applied migration: add the next one.
-
-The schema is documented for admins who query the database directly in ``docs/schema.md``.
-Times are ISO 8601 strings in UTC (``2026-11-24T09:37:59.123456+00:00``), which sort correctly
-as text and read well in ``sqlite3``.
-"""
+"""Migrations 0001-0007: accounts, sessions, files, the outbox, shares and the link core
+(see :mod:`relais.migrations`)."""
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations

@@ -1,0 +1,13 @@
+"""Schema, as numbered migrations registered in order on one ``migrations`` object. Never edit an
+applied migration: add the next one, in the module of its part (shares and files in
+:mod:`relais.migrations.schema`, requests in :mod:`relais.migrations.requests`).
+
+The schema is documented for admins who query the database directly in ``docs/schema.md``.
+Times are ISO 8601 strings in UTC (``2026-11-24T09:37:59.123456+00:00``), which sort correctly
+as text and read well in ``sqlite3``.
+"""
+
+from relais.migrations.schema import migrations
+from relais.migrations import requests  # noqa: F401  (registers 0008 after 0001-0007)
+
+__all__ = ["migrations"]
