@@ -480,9 +480,8 @@ def state(request: Request, waiting: int, retrieved: int, now: str | None = None
         return link
     if retrieved and link in ("closed", "expired"):
         return "retrieved"
-    if link == "expired":
-        return "expired"
-    return "retrieved" if link == "closed" else "waiting"
+    # Ended without a retrieval: nothing came, or what came was deleted at its deadline.
+    return "expired" if link in ("closed", "expired") else "waiting"
 
 
 _LIST = (
