@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from relais import audit, clock, emails, files, i18n, links, mail, passwords, paging, settings
@@ -121,13 +121,18 @@ class NewRequest:
     recipient: str
     message: str = ""
     language: str = "en"
-    expires_days: int = 14
+    expires_days: int | None = None  # None: the setting request_default_days
     accepted_types: tuple[str, ...] = ()  # () : every allowed type
     max_file_size_mib: int | None = None  # None: the site's largest
     max_files: int = 10
     several: bool = False
     reference_label: str = ""
     password: str = ""  # empty: Relais generates one
+
+
+def default_days(database: Database) -> int:
+    """How many days a new request's link is valid unless staff choose otherwise (a setting)."""
+    return database.read_sync(settings.get, "request_default_days")
 
 
 def _clean_line(text: str, limit: int) -> str | None:
@@ -175,6 +180,8 @@ def create(database: Database, hasher: passwords.Hasher, who: audit.Who, owner, 
 
     Returns (request, link token, password, password-link token or ""): the only moment the
     password exists in clear."""
+    if new.expires_days is None:
+        new = replace(new, expires_days=default_days(database))
     recipient, types, max_size, label = validate(database, new)
     password = new.password or generate_password()
     if new.password:
