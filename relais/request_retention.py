@@ -120,7 +120,7 @@ def remind(database: Database, base_url: str) -> int:
             return 0
         owner = db.execute("SELECT email, language FROM users WHERE id = ?", [row["owner_id"]]).fetchone()
         subject, text, html = emails.render(
-            "request_reminder", owner[1], sender=row["recipient"], files=row["files"], size=Size(row["bytes"]),
+            "request_reminder", owner[1], sender=row["recipient"], files=row["files"], total=Size(row["bytes"]),
             at=row["transmitted_at"], retrieve_by=row["retrieve_by"], link=f"{base_url}/requests/{row['request_id']}")
         mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind="request_reminder",
                    object=row["request_id"], language=owner[1])
