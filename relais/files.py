@@ -181,7 +181,8 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
     except FileRefused:
         discard(database, files_dir, file_id)
         raise
-    return get(database, row["owner_id"], file_id)
+    # Not get(): that is My files, and a file delivered to a request is the request's, not its owner's.
+    return StoredFile.from_row(database.query_one("SELECT * FROM files WHERE id = ?", [file_id]))
 
 
 def discard(database: Database, files_dir: Path, file_id: str, who: audit.Who | None = None, action: str = "",

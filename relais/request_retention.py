@@ -4,16 +4,17 @@ Transmitted files wait for staff until ``retrieve_by`` (``request_retrieval_days
 arrived); ``request_reminder_days`` before it the owner gets one reminder; at the deadline the
 files are crypto-shredded, retrieved or not. With ``request_delete_when_retrieved`` on, a
 submission goes as soon as staff have downloaded every file of it. Files never transmitted go
-once the link no longer takes files (expired, revoked, locked, closed). Deleting a request
-shreds everything at once. Each deletion is one transaction with its audit row
-(:func:`relais.files.shred`); the retention janitor runs :func:`remind` and :func:`purge`.
+once the link no longer takes files (expired, revoked, locked, closed), and so do uploads still on
+their way into it (:func:`end_uploads`). Deleting a request shreds everything at once. Each
+deletion is one transaction with its audit row (:func:`relais.files.shred`); the retention
+janitor runs :func:`remind`, :func:`purge` and :func:`end_uploads`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from relais import audit, clock, emails, files, links, mail, settings
+from relais import audit, clock, emails, files, links, mail, requests, settings, targets
 from relais.db import Database
 from relais.refusal import Size
 from relais.requests import KIND, Request
@@ -22,8 +23,9 @@ FILE_COLUMNS = "files.id, files.storage_name, files.name, files.size, files.sha2
 
 
 def delete(database: Database, config, who: audit.Who, request: Request) -> None:
-    """Staff's Delete: every file of the request shredded, its link, message and password gone,
-    its invitation mail forgotten, in one transaction with the audit row."""
+    """Staff's Delete: every file of the request shredded, its link, message, password and
+    recipient gone, its invitation mail forgotten, in one transaction with the audit row. An
+    upload still on its way into it can no longer be delivered: :func:`end_uploads` removes it."""
 
     def doomed(db) -> list[dict]:
         return list(db.query(f"SELECT {FILE_COLUMNS} FROM files JOIN request_files ON request_files.file_id = files.id"
@@ -31,8 +33,8 @@ def delete(database: Database, config, who: audit.Who, request: Request) -> None
 
     def update(db, rows: list[dict]) -> list[int]:
         now = clock.now_iso()
-        db.execute("UPDATE requests SET deleted_at = coalesce(deleted_at, ?), password_hash = '', message = ''"
-                   " WHERE id = ?", [now, request.id])
+        db.execute("UPDATE requests SET deleted_at = coalesce(deleted_at, ?), password_hash = '', message = '',"
+                   " recipient = '' WHERE id = ?", [now, request.id])
         db.execute("UPDATE request_submissions SET purged_at = ?, purge_reason = 'deleted'"
                    " WHERE request_id = ? AND purged_at IS NULL", [now, request.id])
         links.forget(db, KIND, request.id)
@@ -67,8 +69,9 @@ def purge(database: Database, config) -> int:
     transaction that checks it is still due."""
     now = clock.now_iso()
     count = 0
+    # Retrieved or not: with request_delete_when_retrieved off, a retrieved submission still goes here.
     for row in database.query("SELECT id, request_id FROM request_submissions WHERE purged_at IS NULL"
-                              " AND retrieved_at IS NULL AND retrieve_by <= ?", [now]):
+                              " AND retrieve_by <= ?", [now]):
         count += _purge_submission(database, config.files_dir, row["id"], row["request_id"], "deadline")
     if database.read_sync(settings.get, "request_delete_when_retrieved"):
         for row in database.query("SELECT id, request_id FROM request_submissions WHERE purged_at IS NULL"
@@ -98,6 +101,22 @@ def _purge_pending(database: Database, files_dir, request: Request) -> int:
         return len(rows)
 
     return files.shred(database, files_dir, doomed, update)
+
+
+def end_uploads(database: Database, engine) -> int:
+    """Unfinished uploads into a link that no longer takes files (expired, revoked, locked, closed,
+    deleted) can never be delivered: what they stored goes now, not after their 24 hours. One a
+    request is writing to right now is left for the next run (``engine`` is the upload engine,
+    :class:`relais.uploads.Engine`, which owns their writers)."""
+    ended = 0
+    for row in database.query("SELECT id, target_id FROM uploads WHERE target_kind = 'request'"):
+        request = requests.get(database, row["target_id"])
+        if request is not None and request.open:
+            continue
+        upload = engine.find(row["id"], targets.Target.request(row["target_id"]))
+        if upload is not None and engine.terminate(audit.SYSTEM, upload):
+            ended += 1
+    return ended
 
 
 def remind(database: Database, base_url: str) -> int:

@@ -26,6 +26,7 @@ def purge_all(state) -> dict[str, int]:
         "shares": shares.purge(database, state.config),
         "request reminders": request_retention.remind(database, state.config.base_url),
         "request files": request_retention.purge(database, state.config),
+        "request uploads": request_retention.end_uploads(database, state.uploads),
         "orphans": files.purge_orphans(database, files_dir),
         "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),
     }
