@@ -138,8 +138,14 @@ def remind(database: Database, base_url: str) -> int:
         if row is None:
             return 0
         owner = db.execute("SELECT email, language FROM users WHERE id = ?", [row["owner_id"]]).fetchone()
+        # What still waits: staff may have downloaded some of the files already.
+        left, size = db.execute(
+            "SELECT count(*), coalesce(sum(files.size), 0) FROM request_files JOIN files ON files.id = request_files.file_id"
+            " WHERE request_files.submission_id = ? AND request_files.retrieved_at IS NULL", [submission_id]).fetchone()
+        if not left:
+            return 0
         subject, text, html = emails.render(
-            "request_reminder", owner[1], sender=row["recipient"], files=row["files"], total=Size(row["bytes"]),
+            "request_reminder", owner[1], sender=row["recipient"], files=left, total=Size(size),
             at=row["transmitted_at"], retrieve_by=row["retrieve_by"], link=f"{base_url}/requests/{row['request_id']}")
         mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind="request_reminder",
                    object=row["request_id"], language=owner[1])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relais import audit, clock, files, links, mail, request_retention, requests, settings, targets
+from relais import audit, clock, files, i18n, links, mail, request_retention, requests, settings, targets
 from tests import aio
 from tests.conftest import BASE_URL, audit_rows
 
@@ -139,10 +139,23 @@ def test_one_reminder_from_the_reminder_day_on_in_the_owners_language(frozen, ap
     assert len(sent) == 1 and sent[0]["recipient"] == staff.email and sent[0]["language"] == "nl"
     assert sent[0]["object"] == request.id and "lab@hospital.example" in sent[0]["subject"]
     assert f"{BASE_URL}/requests/{request.id}" in sent[0]["body_text"]
-    assert "2 files" in sent[0]["subject"] or "2 bestanden" in sent[0]["subject"]
+    assert sent[0]["subject"] == i18n.ngettext(
+        "nl", "Reminder: %(num)s file from %(sender)s waits to be retrieved",
+        "Reminder: %(num)s files from %(sender)s wait to be retrieved", 2, sender="lab@hospital.example")
     assert submission_row(app, submission.id)["reminded_at"] == clock.iso(frozen.moment - timedelta(days=1))
     [row] = audit_rows(app, "request.reminder")
     assert row["object"] == request.id and submission.id in row["detail"]
+
+
+def test_the_reminder_counts_only_the_files_not_retrieved_yet(frozen, app, staff):
+    request, _, _ = new_request(app, staff)
+    sent = [upload(app, request.id, "a.csv"), upload(app, request.id, "b.csv", b"x,y\n3,4\n")]
+    submission = transmit(app, request.id)
+    requests.record_retrieval(app.state.db, audit.Who(actor=staff.email), request, sent[:1])
+    at(frozen, submission.retrieve_by, -timedelta(days=1))
+    assert remind(app) == 1
+    [reminder] = app.state.db.query("SELECT subject, body_text FROM outbox WHERE kind = 'request_reminder'")
+    assert "1 file from" in reminder["subject"] and "(8\u00a0B)" in reminder["body_text"]
 
 
 def test_no_reminder_once_retrieved_after_the_deadline_or_with_the_setting_at_zero(frozen, app, staff):
