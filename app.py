@@ -19,7 +19,7 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import admin, auth, errors, files, links, middleware, pages, shares, uploads
+from views import admin, auth, errors, files, links, middleware, pages, requests, shares, uploads
 
 ROOT = Path(__file__).resolve().parent
 
@@ -59,6 +59,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *files.routes,
             *uploads.routes,
             *shares.routes,
+            *requests.routes,
             *links.routes,
             create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
         ],

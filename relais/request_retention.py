@@ -155,3 +155,13 @@ def remind(database: Database, base_url: str) -> int:
         return 1
 
     return sum(database.write(queue, row["id"]) for row in due)
+
+
+def purge_retrieved(database: Database, config, request_id: str, submission_ids: list[str]) -> int:
+    """Right after staff retrieved these submissions: with ``request_delete_when_retrieved`` on,
+    their files are shredded now (the janitor's :func:`purge` would do the same at its next run).
+    Returns how many submissions went."""
+    if not submission_ids or not database.read_sync(settings.get, "request_delete_when_retrieved"):
+        return 0
+    return sum(_purge_submission(database, config.files_dir, submission_id, request_id, "retrieved")
+               for submission_id in submission_ids)

@@ -325,6 +325,8 @@ class Submission:
     retrieved_at: str | None
     purged_at: str | None
     purge_reason: str
+    ip: str = ""  # the sender's address and browser, shown to staff
+    user_agent: str = ""
 
     @classmethod
     def from_row(cls, row: dict) -> Submission:
@@ -523,12 +525,47 @@ def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PE
 
 
 def waiting_for(database: Database, owner_id: int) -> list[dict]:
-    """The staff home: the owner's requests with files to retrieve, soonest deadline first."""
+    """The staff home: the owner's requests with files to retrieve, soonest deadline first, each
+    with ``files_waiting`` (its files not retrieved yet)."""
     rows = database.query(
-        f"{_LIST} WHERE requests.owner_id = ? AND EXISTS (SELECT 1 FROM request_submissions s"
-        " WHERE s.request_id = requests.id AND s.retrieved_at IS NULL AND s.purged_at IS NULL)"
-        " ORDER BY retrieve_by LIMIT 50", [owner_id])
+        "SELECT listed.*, (SELECT count(*) FROM request_files f JOIN request_submissions s ON s.id = f.submission_id"
+        "  WHERE f.request_id = listed.id AND f.retrieved_at IS NULL AND s.retrieved_at IS NULL"
+        "  AND s.purged_at IS NULL) AS files_waiting"
+        f" FROM ({_LIST} WHERE requests.owner_id = ?) AS listed WHERE listed.waiting > 0"
+        " ORDER BY listed.retrieve_by, listed.id LIMIT 50", [owner_id])
     return _with_state(rows)
+
+
+def _covered(spans: list[tuple[int, int]], size: int) -> bool:
+    """Do the byte ranges [start, end) together cover the whole file?"""
+    reached = 0
+    for start, end in sorted(spans):
+        if start > reached:
+            return False
+        reached = max(reached, end)
+    return reached >= size
+
+
+def record_part(database: Database, who: audit.Who, request: Request, stored: files.StoredFile, session: str,
+                start: int, sent: int) -> bool:
+    """After a response of a received file ended (whole or cut off): note the bytes sent from
+    ``start`` (a link event only, not in the activity). True when this login session's responses
+    since the file's last complete download now cover all of it, a resumed download included;
+    the caller then records the retrieval (:func:`record_retrieval`). A probe of a few bytes never
+    does: only the whole file counts."""
+
+    def record(db) -> bool:
+        if sent:
+            links.event(db, who, KIND, request.id, "download_part", stored.id, session=session, detail=stored.name,
+                        start=start, count=sent)
+        since = db.execute("SELECT coalesce(max(id), 0) FROM link_events WHERE kind = ? AND object_id = ?"
+                           " AND file_id = ? AND event = 'download'", [KIND.name, request.id, stored.id]).fetchone()[0]
+        spans = [(row[0], row[0] + row[1]) for row in db.execute(
+            "SELECT start, bytes FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ? AND session = ?"
+            " AND event = 'download_part' AND id > ?", [KIND.name, request.id, stored.id, session, since]).fetchall()]
+        return bool(sent) and _covered(spans, stored.size)
+
+    return database.write(record)
 
 
 def activity(database: Database, request_id: str, page: int = 1) -> paging.Page:

@@ -10,7 +10,7 @@ from jinja2 import pass_context
 from litestar import Request, Router, Response, get
 from litestar.response import Redirect
 
-from relais import health, i18n, terms, times, users
+from relais import health, i18n, requests, terms, times, users
 from views import common
 
 
@@ -22,7 +22,9 @@ def show_home(request: Request) -> Response:
         return Redirect("/login", status_code=303)
     if user.must_change_password:
         raise common.PasswordChangeRequired()
-    return common.render(request, "pages/home.html")
+    # What waits for this staff member: files sent through their requests, soonest deadline first.
+    waiting = requests.waiting_for(common.db(request), user.id) if user.is_staff else []
+    return common.render(request, "pages/home.html", waiting=waiting)
 
 
 @get("/terms", name="terms", sync_to_thread=True)
