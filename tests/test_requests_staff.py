@@ -13,10 +13,11 @@ import zipfile
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, emails, requests, settings
+from relais import audit, emails, requests, settings, storage
 from relais.targets import Target
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.test_shares import _pause_zip, _raw_get
+from tests.test_upload_targets import BIG, slow
 
 CSV = b"patient_id;diagnosis;date\n" + b"".join(b"%d;C50.%d;2026-01-%02d\n" % (i, i % 10, i % 28 + 1) for i in range(5000))
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 400
@@ -420,3 +421,15 @@ def test_deleting_asks_first_then_shreds_everything(app, config, logged_in, with
     assert "Deleted" in detail and "The request was deleted." in detail and "Delete the request" not in detail
     assert logged_in.client.get(f"/requests/{request_id}/files/{names['registry-2026.csv']}").status_code == 404
     assert logged_in.client.get(f"/requests/{request_id}/delete", follow_redirects=False).status_code == 303
+
+
+def test_a_long_download_keeps_the_staff_session_and_counts(app, frozen, logged_in, monkeypatch):
+    """An hour by the clock for one file, with a 30-minute idle timeout: the session stays open."""
+    request_id = create(logged_in)
+    arrive(app, request_id, {"big.csv": BIG})
+    file_id = received(app, request_id)["big.csv"]
+    slow(monkeypatch, frozen, storage.RangeReader, "read", minutes=20)
+    got = logged_in.client.get(f"/requests/{request_id}/files/{file_id}")
+    assert got.status_code == 200 and got.content == BIG
+    assert retrieved(app, file_id) is not None
+    assert logged_in.client.get("/requests", follow_redirects=False).status_code == 200
