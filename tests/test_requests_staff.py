@@ -195,7 +195,11 @@ def test_an_admin_sees_every_request_and_whose_it_is(app, with_files, admin):
 def test_without_a_login_the_pages_ask_for_one(app, client, with_files):
     request_id, _ = with_files
     client.cookies.delete("__Host-relais_session")
-    assert client.get(f"/requests/{request_id}", follow_redirects=False).status_code in (302, 303, 401)
+    asked = client.get(f"/requests/{request_id}", follow_redirects=False)
+    assert asked.status_code == 303 and asked.headers["location"] == f"/login?next=/requests/{request_id}"
+    assert client.post("/requests", data={**FIELDS, "_csrf_token": client.cookies["__Host-csrf"]},
+                       follow_redirects=False).status_code == 401
+    assert app.state.db.scalar("SELECT count(*) FROM requests") == 1
 
 
 # -- the list, the page, the home panel ----------------------------------------------------------------
@@ -433,3 +437,14 @@ def test_a_long_download_keeps_the_staff_session_and_counts(app, frozen, logged_
     assert got.status_code == 200 and got.content == BIG
     assert retrieved(app, file_id) is not None
     assert logged_in.client.get("/requests", follow_redirects=False).status_code == 200
+
+
+def test_a_partner_cannot_request_files(app, make_user):
+    make_user(email="partner@lab.example", role="partner", name="Pat Partner")
+    with TestClient(app, base_url=BASE_URL) as other:
+        partner = AuthActions(other)
+        partner.login(email="partner@lab.example")
+        assert other.get("/requests", follow_redirects=False).status_code == 403
+        assert post_request(partner).status_code == 403
+        assert 'href="/requests"' not in other.get("/").text
+    assert app.state.db.scalar("SELECT count(*) FROM requests") == 0
