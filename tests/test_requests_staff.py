@@ -13,7 +13,7 @@ import zipfile
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, emails, requests, settings, storage
+from relais import audit, requests, settings, storage
 from relais.targets import Target
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.test_shares import _pause_zip, _raw_get
@@ -25,22 +25,6 @@ GUEST = audit.Who(actor="anonymous", ip="192.0.2.44", user_agent="GuestBrowser/1
 FIELDS = {"recipient": "Dr.Peeters@Hospital.example", "message": "The 2026 batch, please.", "language": "en",
           "expires_days": "14", "max_file_size_mib": "100", "max_files": "10", "several": "no",
           "reference_label": ""}
-
-
-@pytest.fixture(autouse=True)
-def request_mails(monkeypatch):
-    """Until the request mails' own templates exist (written beside this), a stand-in that carries
-    the link; once they do, the real ones are rendered."""
-    if (emails.TEMPLATES / "request.txt").exists():
-        return
-    real = emails.render
-
-    def render(name, lang, **context):
-        if name.startswith("request") and not (emails.TEMPLATES / f"{name}.txt").exists():
-            return name, f"{context.get('link', '')}\n", f"<p>{context.get('link', '')}</p>"
-        return real(name, lang, **context)
-
-    monkeypatch.setattr(emails, "render", render)
 
 
 def set_setting(app, name: str, value: int) -> None:
