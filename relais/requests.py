@@ -111,7 +111,7 @@ def recipients(db, request_id: str) -> list[str]:
 
 # The request as a kind of link: the link core finds, unlocks and locks it through this.
 KIND = links.Kind(name="request", table="requests", from_row=Request.from_row, recipients=recipients,
-                  staff_path="/requests/{id}", lock_mail="request_locked")
+                  staff_path="/requests/{id}", lock_mail="request_locked", lock_template="request_locked")
 
 
 # -- staff: a new request --------------------------------------------------------------------------

@@ -247,6 +247,16 @@ def lock(app, token: str) -> None:
     aio.run(links.unlock(app.state.db, app.state.hasher, requests.KIND, GUEST, token, "not the password", BASE_URL))
 
 
+def test_a_locked_request_warns_its_owner_with_the_requests_own_words(app, staff):
+    request, token, _ = new_request(app, staff)
+    lock(app, token)
+    [warning] = app.state.db.query("SELECT * FROM outbox WHERE kind = 'request_locked'")
+    assert warning["recipient"] == staff.email and warning["object"] == request.id
+    assert warning["subject"] == "An upload link you sent was locked after wrong passwords"
+    assert "lab@hospital.example" in warning["body_text"] and "create a new request" in warning["body_text"]
+    assert f"{BASE_URL}/requests/{request.id}" in warning["body_text"]
+
+
 @pytest.mark.parametrize("how", ["expired", "revoked", "locked"])
 def test_files_never_transmitted_go_once_the_link_ends_not_before(frozen, app, staff, how):
     request, token, _ = new_request(app, staff, several=True, expires_days=5)

@@ -31,7 +31,7 @@ class Kind:
     last right one) and ``locked_at``. ``from_row`` makes the kind's object, which has ``id``,
     ``owner_id`` and ``open`` (may the guest still get in?). ``recipients(db, id)`` lists whom
     the link was sent to, for the owner's lock warning, queued as a ``lock_mail`` (the outbox's
-    kind); ``staff_path`` is the owner's page of it.
+    kind) from the template ``lock_template``; ``staff_path`` is the owner's page of it.
     """
 
     name: str
@@ -40,6 +40,7 @@ class Kind:
     recipients: Callable[[Any, str], list[str]]
     staff_path: str  # with {id}
     lock_mail: str  # share_locked
+    lock_template: str = "locked"  # the lock warning's template under templates/email/
 
     def subject(self, object_id: str) -> str:
         """The throttle key, and the terms acceptance's subject: ``share:<id>``."""
@@ -192,7 +193,7 @@ def _lock(db, who: audit.Who, kind: Kind, found, failures: int, base_url: str) -
     event(db, who, kind, found.id, "locked", failures=failures)
     owner = db.execute("SELECT email, language FROM users WHERE id = ?", [found.owner_id]).fetchone()
     recipients = ", ".join(kind.recipients(db, found.id))
-    subject, text, html = emails.render("locked", owner[1], count=failures, recipients=recipients,
+    subject, text, html = emails.render(kind.lock_template, owner[1], count=failures, recipients=recipients,
                                         link=base_url + kind.staff_path.format(id=found.id))
     mail.queue(db, audit.SYSTEM, to=owner[0], subject=subject, text=text, html=html, kind=kind.lock_mail,
                object=found.id, language=owner[1])
