@@ -379,7 +379,9 @@ def transmit(database: Database, who: audit.Who, request: Request, reference: st
                    [submission_id, request.id])
         if not current.several:
             db.execute("UPDATE requests SET closed_at = ? WHERE id = ?", [clock.iso(now), request.id])
-            links.forget(db, KIND, request.id)  # nothing leads into a closed link any more
+            # Its password link goes; the link sessions stay for their last hours, but lead only to
+            # the receipt (links.session_after_close): every other guest page needs an open link.
+            links.forget(db, KIND, request.id, sessions=False)
         links.event(db, who, KIND, request.id, "transmit", detail=submission_id, submission=submission_id,
                     files=[f.sha256 for f in sent], bytes=sum(f.size for f in sent), reference=reference,
                     sender=current.recipient)

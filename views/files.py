@@ -1,6 +1,7 @@
 """A staff member's own files: the "My files" page, its htmx list, delete, and the no-JavaScript upload.
 
-The form upload is streamed through the ``multipart`` package's push parser straight into the
+The form upload (:func:`form_upload`, which a guest's request link uses too, into its own target)
+is streamed through the ``multipart`` package's push parser straight into the
 encrypted store, never through Litestar's form parser (which spools each file to a temporary file
 and would hold the whole body before the handler runs). For the same reason the route is excluded
 from Litestar's CSRF middleware, which parses the whole multipart body when the token is not in
@@ -88,22 +89,32 @@ def _in_share(request: Request, share_id: str) -> Template:
 @post("/upload", guards=[common.requires_staff], opt=framework.WITHOUT_CSRF_MIDDLEWARE, request_max_body_size=None)
 async def upload_form(request: Request) -> Template | Redirect:
     """The form upload for browsers without JavaScript; same rules as tus, nothing kept of a refused file."""
-    content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != "multipart/form-data" or not options.get("boundary"):
-        return await common.in_thread(_page, request, 400, common.gettext(request, "Choose a file to upload."))
-    try:
-        count = await _receive_form(request, options["boundary"])
-    except _FormProblem as problem:
-        message = common.gettext(request, problem.message, **problem.variables)
-        return await common.in_thread(_page, request, problem.status, message)
-    if count == 0:
-        return await common.in_thread(_page, request, 400, common.gettext(request, "Choose a file to upload."))
-    return Redirect("/files?notice=uploaded", status_code=303)
+    return await form_upload(request, tus.target_of(request), "/files?notice=uploaded",
+                             lambda status, error: _page(request, status, error))
 
 
 STALE_FORM = N_("This form was open too long or came from another site. Reload the page and try again.")
 # A form upload cannot resume (unlike tus): what arrived is not kept for a session that is gone.
 SESSION_ENDED = N_("Your session ended during the upload, so the file was not kept. Log in again and upload it again.")
+
+
+async def form_upload(request: Request, target: targets.Target, done: str, page,
+                      session_ended: str = SESSION_ENDED) -> Response:
+    """A multipart form's files streamed into ``target`` (its checks, limit and delivery, as for
+    tus): a 303 to ``done`` when at least one was stored, else ``page(status, error)`` (run in a
+    worker thread) saying what went wrong, in the person's language. ``session_ended`` is what
+    they are told when their session (or link session) ends during the upload."""
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != "multipart/form-data" or not options.get("boundary"):
+        return await common.in_thread(page, 400, common.gettext(request, "Choose a file to upload."))
+    try:
+        count = await _receive_form(request, target, options["boundary"], session_ended)
+    except _FormProblem as problem:
+        message = common.gettext(request, problem.message, **problem.variables)
+        return await common.in_thread(page, problem.status, message)
+    if count == 0:
+        return await common.in_thread(page, 400, common.gettext(request, "Choose a file to upload."))
+    return Redirect(done, status_code=303)
 
 
 class _FormReceiver:
@@ -181,9 +192,8 @@ class _FormReceiver:
             self.current = None
 
 
-async def _receive_form(request: Request, boundary: str) -> int:
+async def _receive_form(request: Request, target: targets.Target, boundary: str, session_ended: str) -> int:
     """Parse the body as it arrives; returns how many files were stored."""
-    target = tus.target_of(request)
     max_size = await common.on_disk(request, targets.kind(target).max_size, request.app.state.db, target)
     receiver = _FormReceiver(request, target, max_size)
     parser = PushMultipartParser(boundary, max_segment_count=1000)
@@ -210,10 +220,11 @@ async def _receive_form(request: Request, boundary: str) -> int:
         await keep_alive()  # and at the end, so the page the upload leads to finds the session alive
     except streaming.SessionEnded:  # logged out, deactivated or past the absolute timeout meanwhile
         reason = "session_ended"
-        raise _FormProblem(401, SESSION_ENDED) from None
+        raise _FormProblem(401, session_ended) from None
     except files.FileRefused as exc:
         reason = exc.reason
-        raise _FormProblem(413 if exc.reason == "too_large" else 400, files.REASONS[exc.reason], **exc.variables) from None
+        status = {"too_large": 413, "request_too_many": 403, "request_closed": 410}.get(exc.reason, 400)
+        raise _FormProblem(status, files.REASONS[exc.reason], **exc.variables) from None
     except (MultipartError, framework.ClientDisconnected):  # malformed, or the client went away
         raise _FormProblem(400, files.REASONS["incomplete"]) from None
     except OSError as exc:

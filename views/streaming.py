@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from litestar import Request
 
-from relais import auth, clock, storage
+from relais import auth, clock, links, storage
 from relais.workers import Workers
 from views import framework
 
 # Hand the cipher and the disk large blocks, never the server's small chunks; one segment each,
 # so that blocks cut on a segment boundary stay on them.
 BLOCK = storage.SEGMENT_SIZE
+# A guest's link session lasts hours past its last use (links.LINK_SESSION): a touch a minute is plenty.
+LINK_TOUCH_EVERY = timedelta(minutes=1)
 
 
 class Disconnected(Exception):
@@ -77,24 +81,46 @@ async def blocks(request: Request, limit: float, first: int = BLOCK) -> AsyncIte
 
 
 class SessionEnded(Exception):
-    """The session behind a transfer ended while it ran (logged out, deactivated, absolute timeout)."""
+    """The session behind a transfer ended while it ran (logged out, deactivated, absolute timeout;
+    for a guest: the link session ended, or the link no longer takes files)."""
+
+
+@dataclass(frozen=True)
+class LinkSession:
+    """A guest's link session behind a request (no account): what KeepAlive keeps alive instead."""
+
+    kind: links.Kind
+    object_id: str
+    session_hash: str
+
+
+_LINK_SESSION = "relais_link_session"  # the request scope's key
+
+
+def set_link_session(request: Request, kind: links.Kind, object_id: str, session_hash: str) -> None:
+    """Said by a guest's route once it has checked the link session: its transfers keep it alive."""
+    request.scope[_LINK_SESSION] = LinkSession(kind, object_id, session_hash)
 
 
 class KeepAlive:
     """A transfer in progress counts as activity: called at each block, it marks the request's
     session as seen whenever ``auth.touch_every`` has passed since it last did (and at the end),
-    so a 34-minute PATCH or download never finds its session idle. Nothing for a request without
-    a session (a guest on a link). Raises SessionEnded if the session ended meanwhile."""
+    so a 34-minute PATCH or download never finds its session idle. For a guest on a link
+    (:func:`set_link_session`) the link session slides the same way (links.keep_alive), and ends
+    the transfer once the link no longer takes files. Nothing for a request without either.
+    Raises SessionEnded if the session ended meanwhile."""
 
     def __init__(self, request: Request):
-        session = request.scope.get("auth")
+        # On a guest's route the link session counts, even if the browser is also logged in as staff.
+        self._link: LinkSession | None = request.scope.get(_LINK_SESSION)
+        session = None if self._link else request.scope.get("auth")
         self._database, self._id_hash = request.app.state.db, session.id_hash if session else None
         self._workers = request.app.state.workers  # the transfer's threads, not the pages' pool
-        self._every = None
+        self._every = LINK_TOUCH_EVERY if self._link else None
         self._last = clock.now()  # the session middleware saw the session as the request began
 
     async def __call__(self) -> None:
-        if self._id_hash is None:
+        if self._id_hash is None and self._link is None:
             return
         if self._every is None:
             self._every = await self._workers.on_disk(auth.touch_every, self._database)
@@ -102,7 +128,14 @@ class KeepAlive:
         if now - self._last < self._every:
             return
         self._last = now
-        if not await self._workers.on_disk(auth.keep_alive, self._database, self._id_hash):
+        if self._link is not None:
+            link = self._link
+            alive = (await self._workers.on_disk(links.keep_alive, self._database, link.kind, link.object_id,
+                                                 link.session_hash)
+                     and await self._workers.on_disk(links.still_open, self._database, link.kind, link.object_id))
+        else:
+            alive = await self._workers.on_disk(auth.keep_alive, self._database, self._id_hash)
+        if not alive:
             raise SessionEnded()
 
 

@@ -3,9 +3,11 @@
 https://tus.io/protocols/resumable-upload. Bodies are streamed from ``request.stream()``, gathered
 into blocks of at least 1 MiB and handed to worker threads, which hash, encrypt and write them, so
 the event loop never waits on the disk or the cipher. Every upload belongs to a target
-(:mod:`relais.targets`), built here from who is asking: a staff member's My files today. Its
-owner resumes it from any of their sessions; anyone else gets 404, as if it did not exist. A
-transfer counts as activity: a PATCH keeps its session alive however long it runs.
+(:mod:`relais.targets`), built from who is asking: here a staff member's My files; a guest's
+request link has its own routes (:mod:`views.request_uploads`) over the same functions, which
+take the target (a :class:`Place`). Its owner resumes it from any of their sessions; anyone else
+gets 404, as if it did not exist. A transfer counts as activity: a PATCH keeps its session alive
+however long it runs.
 
 Every answer is one a tus client understands: a status with ``Tus-Resumable`` and a short text
 in the person's language (the uploader shows it), never a redirect to the login page: no
@@ -26,6 +28,7 @@ import hashlib
 import hmac
 import logging
 import sqlite3
+from dataclasses import dataclass
 from email.utils import format_datetime
 from urllib.parse import quote
 
@@ -65,7 +68,7 @@ def _say(request: Request, status: int, message: str, **variables) -> Response:
 
 
 def _refused(request: Request, exc: files.FileRefused) -> Response:
-    status = {"too_large": 413, "too_many": 403}.get(exc.reason, 400)
+    status = {"too_large": 413, "too_many": 403, "request_too_many": 403, "request_closed": 410}.get(exc.reason, 400)
     return _say(request, status, files.REASONS[exc.reason], **exc.variables)
 
 
@@ -77,20 +80,29 @@ def _engine(request: Request) -> uploads.Engine:
     return request.app.state.uploads
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where the asker's uploads go, as the handlers below take it: the target, the path the
+    uploads' URLs start with, and what a 401 tells the person (how to get their session back)."""
+
+    target: targets.Target
+    base: str = "/tus/"
+    logged_out: str = LOGGED_OUT
+
+
 def target_of(request: Request) -> targets.Target:
-    """Whom the asker speaks for (the guard let only staff through): their own My files. A link
-    session for a request, or a partner's space, is where the next kinds will come from. The
-    plain-form upload (views.files) asks here too, so both ways in land in the same place."""
+    """Whom a staff member speaks for (the guard let only staff through): their own My files.
+    The plain-form upload (views.files) asks here too, so both ways in land in the same place."""
     return targets.Target.my_files(common.current_user(request).id)
 
 
-def _target(request: Request) -> targets.Target:
-    return target_of(request)
+def _staff(request: Request) -> Place:
+    return Place(target_of(request))
 
 
-def _find(request: Request, upload_id: str) -> uploads.Upload | Response:
+def find(request: Request, place: Place, upload_id: str) -> uploads.Upload | Response:
     """The asker's upload, or the answer for it: 404 (none, or another's), 410 (expired)."""
-    upload = _engine(request).find(upload_id, _target(request))
+    upload = _engine(request).find(upload_id, place.target)
     if upload is None:
         return _response(404)
     if upload.expired:
@@ -123,9 +135,10 @@ def _checksum(header: str | None) -> tuple[str, bytes] | None:
         raise ValueError(name) from None
 
 
-@route("/", http_method=["OPTIONS"], guards=[common.requires_staff], sync_to_thread=True)
-def describe_server(request: Request) -> Response:
-    target = _target(request)
+# -- the handlers' bodies, for every kind of target ---------------------------------------------------
+
+def describe(request: Request, place: Place) -> Response:
+    target = place.target
     max_size = targets.kind(target).max_size(common.db(request), target)
     return Response(content=b"", status_code=204, headers={
         "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Max-Size": str(max_size),
@@ -133,8 +146,7 @@ def describe_server(request: Request) -> Response:
     })
 
 
-@post("/", guards=[common.requires_staff], sync_to_thread=True)
-def create_upload(request: Request) -> Response:
+def create(request: Request, place: Place) -> Response:
     """Creation: check the name, type, size and count before accepting a byte."""
     if request.headers.get("tus-resumable") != TUS_VERSION:
         return _response(412, {"Tus-Version": TUS_VERSION})
@@ -146,16 +158,15 @@ def create_upload(request: Request) -> Response:
     if length < 0:
         return _response(400)
     try:
-        upload = _engine(request).create(_target(request), metadata.get("filename", ""), length, common.who(request))
+        upload = _engine(request).create(place.target, metadata.get("filename", ""), length, common.who(request))
     except files.FileRefused as exc:
         return _refused(request, exc)
-    return _response(201, {"Location": f"/tus/{upload.id}", "Upload-Expires": _expires(upload)})
+    return _response(201, {"Location": f"{place.base}{upload.id}", "Upload-Expires": _expires(upload)})
 
 
-@head("/{upload_id:str}", guards=[common.requires_staff], sync_to_thread=True)
-def upload_offset(request: Request, upload_id: str) -> Response[None]:
+def offset_of(request: Request, place: Place, upload_id: str) -> Response:
     """The offset to continue from (see uploads.resume_offset: after a restart it comes from disk)."""
-    upload = _find(request, upload_id)
+    upload = find(request, place, upload_id)
     if isinstance(upload, Response):
         return upload
     offset = _engine(request).resume_offset(common.who(request), upload)
@@ -167,12 +178,9 @@ def upload_offset(request: Request, upload_id: str) -> Response[None]:
     })
 
 
-# No fixed body limit here: each PATCH is held to what remains of its upload's announced length,
-# which was checked against the size setting when the upload was created.
-@patch("/{upload_id:str}", guards=[common.requires_staff], request_max_body_size=None)
-async def append_to_upload(request: Request, upload_id: str) -> Response:
+async def append(request: Request, place: Place, upload_id: str) -> Response:
     """Append the body at Upload-Offset; the offset is made durable before it is reported."""
-    upload = await common.on_disk(request, _find, request, upload_id)
+    upload = await common.on_disk(request, find, request, place, upload_id)
     if isinstance(upload, Response):
         return upload
     if request.headers.get("tus-resumable") != TUS_VERSION:
@@ -198,7 +206,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         if declared > upload.length - offset:
             return _say(request, 413, TOO_MUCH)
         receive = _receive_checked if checksum else _receive
-        new_offset, problem = await receive(request, engine, upload, writer, checksum)
+        new_offset, problem = await receive(request, place, engine, upload, writer, checksum)
         if problem:
             return problem
         headers = {"Upload-Offset": str(new_offset)}
@@ -229,7 +237,7 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
         engine.release(upload.id)
 
 
-async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Response | None]:
+async def _receive(request, place, engine, upload, writer, checksum) -> tuple[int, Response | None]:
     """Stream into the writer, checkpointing on the way and at the end, even after a disconnect.
 
     A checkpoint on the way runs beside the writes that follow it (it makes durable what was
@@ -254,7 +262,7 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
                 checkpointing = asyncio.ensure_future(common.on_disk(request, engine.checkpoint, upload, writer))
                 since_checkpoint = 0
     except streaming.SessionEnded:
-        problem = _say(request, 401, LOGGED_OUT)
+        problem = _say(request, 401, place.logged_out)
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.Stopping:
@@ -272,11 +280,11 @@ async def _receive(request, engine, upload, writer, checksum) -> tuple[int, Resp
         try:
             await keep_alive()
         except streaming.SessionEnded:
-            problem = _say(request, 401, LOGGED_OUT)
+            problem = _say(request, 401, place.logged_out)
     return offset, problem
 
 
-async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[int, Response | None]:
+async def _receive_checked(request, place, engine, upload, writer, checksum) -> tuple[int, Response | None]:
     """With Upload-Checksum the chunk is held in an encrypted spool in data/tmp and verified before
     the writer sees a byte of it."""
     name, expected = checksum
@@ -290,7 +298,7 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
                 await common.on_disk(request, lambda b: (hasher.update(b), held.write(b)), block)
                 await keep_alive()
         except streaming.SessionEnded:
-            return writer.offset, _say(request, 401, LOGGED_OUT)  # nothing of the chunk was stored
+            return writer.offset, _say(request, 401, place.logged_out)  # nothing of the chunk was stored
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.Stopping:
@@ -308,18 +316,47 @@ async def _receive_checked(request, engine, upload, writer, checksum) -> tuple[i
     try:
         await keep_alive()
     except streaming.SessionEnded:  # stored; after a new login the client asks for the offset
-        return offset, _say(request, 401, LOGGED_OUT)
+        return offset, _say(request, 401, place.logged_out)
     return offset, None
 
 
-@delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
-def terminate_upload(request: Request, upload_id: str) -> Response:
-    upload = _find(request, upload_id)
+def terminate(request: Request, place: Place, upload_id: str) -> Response:
+    upload = find(request, place, upload_id)
     if isinstance(upload, Response):
         return upload
     if not _engine(request).terminate(common.who(request), upload):
         return _response(409)  # a PATCH is writing to it
     return _response(204)
+
+
+# -- a staff member's uploads, into their My files ---------------------------------------------------
+# Litestar cannot put one handler on two routers: each router has thin handlers of its own.
+
+@route("/", http_method=["OPTIONS"], guards=[common.requires_staff], sync_to_thread=True)
+def describe_server(request: Request) -> Response:
+    return describe(request, _staff(request))
+
+
+@post("/", guards=[common.requires_staff], sync_to_thread=True)
+def create_upload(request: Request) -> Response:
+    return create(request, _staff(request))
+
+
+@head("/{upload_id:str}", guards=[common.requires_staff], sync_to_thread=True)
+def upload_offset(request: Request, upload_id: str) -> Response[None]:
+    return offset_of(request, _staff(request), upload_id)
+
+
+# No fixed body limit here: each PATCH is held to what remains of its upload's announced length,
+# which was checked against the size setting when the upload was created.
+@patch("/{upload_id:str}", guards=[common.requires_staff], request_max_body_size=None)
+async def append_to_upload(request: Request, upload_id: str) -> Response:
+    return await append(request, _staff(request), upload_id)
+
+
+@delete("/{upload_id:str}", guards=[common.requires_staff], status_code=200, sync_to_thread=True)
+def terminate_upload(request: Request, upload_id: str) -> Response:
+    return terminate(request, _staff(request), upload_id)
 
 
 # -- errors as tus clients expect them --------------------------------------------------------------
@@ -359,12 +396,14 @@ def _bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
     return _say(request, 400, errors.BAD_ENCODING)
 
 
+# Closest layer wins: these replace the app's HTML error pages and login redirect on a tus router.
+EXCEPTION_HANDLERS = {
+    NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
+    common.PasswordChangeRequired: _password_change, HTTPException: _http_error, Exception: _server_error,
+    OSError: _storage_error, sqlite3.Error: _storage_error, UnicodeDecodeError: _bad_encoding,
+}
+
 routes = [Router(
     path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload],
-    # Closest layer wins: these replace the app's HTML error pages and login redirect under /tus.
-    exception_handlers={
-        NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
-        common.PasswordChangeRequired: _password_change, HTTPException: _http_error, Exception: _server_error,
-        OSError: _storage_error, sqlite3.Error: _storage_error, UnicodeDecodeError: _bad_encoding,
-    },
+    exception_handlers=EXCEPTION_HANDLERS,
 )]

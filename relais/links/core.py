@@ -17,7 +17,8 @@ from typing import Any
 from relais import audit, clock, emails, paging, passwords, settings, terms, throttle
 from relais.db import Database
 
-LINK_SESSION = timedelta(hours=2)
+LINK_SESSION = timedelta(hours=2)  # since the session's last use (keep_alive slides it)
+LINK_SESSION_LONGEST = timedelta(hours=24)  # however busy: as long as an unfinished upload lives
 MAX_TOKEN = 100  # longer than any token we make: refused before hashing
 HIDDEN = ("download_response", "download_part")  # bookkeeping, not shown to the owner
 
@@ -211,7 +212,47 @@ def session_object(database: Database, kind: Kind, token: str, session_token: st
     return found if row else None
 
 
-def forget(db, kind: Kind, object_id: str) -> None:
-    """Inside a write: nothing that leads into the link stays (its sessions, its password link)."""
-    db.execute("DELETE FROM link_sessions WHERE kind = ? AND object_id = ?", [kind.name, object_id])
+def session_after_close(database: Database, kind: Kind, token: str, session_token: str | None):
+    """The link's object when this browser holds a live session of it, open or not: only for
+    what the guest may still see once the link took its last files (a request's receipt). Every
+    other page of a link asks :func:`session_object`, which lets no one into a link that ended.
+    A revoked, locked or deleted link has no sessions left (:func:`forget`)."""
+    if not token or len(token) > MAX_TOKEN or not session_token or len(session_token) > MAX_TOKEN:
+        return None
+    row = database.query_one(
+        f"SELECT {kind.table}.* FROM {kind.table} JOIN link_sessions ON link_sessions.kind = ?"
+        f" AND link_sessions.object_id = {kind.table}.id WHERE {kind.table}.token_hash = ?"
+        " AND link_sessions.token_hash = ? AND link_sessions.expires_at > ?",
+        [kind.name, passwords.token_hash(token), passwords.token_hash(session_token), clock.now_iso()],
+    )
+    return kind.from_row(row) if row else None
+
+
+def keep_alive(database: Database, kind: Kind, object_id: str, session_hash: str) -> bool:
+    """The guest is busy on the link (an upload that runs for hours, pages refreshed by it): the
+    link session lasts LINK_SESSION from now, never beyond LINK_SESSION_LONGEST after it was
+    opened. False when it ended meanwhile (expired, or forgotten with a revoked or locked link)."""
+    now = clock.now()
+
+    def touch(db) -> bool:
+        row = db.execute(
+            "SELECT created_at FROM link_sessions WHERE token_hash = ? AND kind = ? AND object_id = ? AND expires_at > ?",
+            [session_hash, kind.name, object_id, clock.iso(now)],
+        ).fetchone()
+        if row is None:
+            return False
+        until = min(now + LINK_SESSION, clock.parse(row[0]) + LINK_SESSION_LONGEST)
+        db.execute("UPDATE link_sessions SET expires_at = max(expires_at, ?) WHERE token_hash = ?",
+                   [clock.iso(until), session_hash])
+        return True
+
+    return database.write(touch)
+
+
+def forget(db, kind: Kind, object_id: str, sessions: bool = True) -> None:
+    """Inside a write: nothing that leads into the link stays (its sessions, its password link).
+    ``sessions=False`` keeps the open sessions (a request that closed after its Transmit: the
+    guest still sees the receipt, through :func:`session_after_close` only)."""
+    if sessions:
+        db.execute("DELETE FROM link_sessions WHERE kind = ? AND object_id = ?", [kind.name, object_id])
     db.execute("DELETE FROM password_links WHERE kind = ? AND object_id = ?", [kind.name, object_id])
