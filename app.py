@@ -19,7 +19,8 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import admin, auth, errors, files, links, middleware, pages, requests, shares, uploads
+from views import (admin, auth, errors, files, links, middleware, pages, request_links, request_uploads, requests,
+                   shares, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -61,6 +62,8 @@ def create_app(config: Config | None = None) -> Litestar:
             *shares.routes,
             *requests.routes,
             *links.routes,
+            *request_links.routes,
+            *request_uploads.routes,
             create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
         ],
         state=state,

@@ -100,6 +100,18 @@
     unticking = unticking.filter(function (file) { return !untick(file); });
   });
 
+  // A button with id "transmit" (a request's page) waits while an upload in this page is
+  // unfinished: what is on its way cannot be sent yet (the server refuses it too). An element with
+  // id "transmit-wait" says why while it waits.
+  var transmit = document.getElementById("transmit");
+  var transmitWait = document.getElementById("transmit-wait");
+  var active = 0;  // uploads added and neither finished, refused, cancelled nor removed
+  function activity(delta) {
+    active += delta;
+    if (transmit) { transmit.disabled = active > 0; }
+    if (transmitWait) { transmitWait.hidden = active === 0; }
+  }
+
   function button(text, label, onClick) {
     var b = document.createElement("button");
     b.type = "button";
@@ -187,6 +199,7 @@
       },
       onSuccess: function () {
         release();
+        setBusy(false);
         bar.value = bar.max;
         item.className = "done";
         say(msg("done"));
@@ -205,12 +218,14 @@
         // A network or server error (no answer, 5xx, 507 disk full) may pass later.
         var code = responseOf(error) ? responseOf(error).getStatus() : 0;
         var refused = code >= 400 && code < 500 && code !== 409 && code !== 423;  // as onShouldRetry
-        if (refused) { item.setAttribute("data-refused", ""); }
+        if (refused) { item.setAttribute("data-refused", ""); setBusy(false); }
         setActions(refused ? [remove] : [retry, remove]);
       }
     });
 
     var holding = false, cancelled = false, finished = false;  // holding: this upload has one of the RUNNING places
+    var busy = false;  // counted in "active": not finished, refused, cancelled or removed
+    function setBusy(flag) { if (flag !== busy) { busy = flag; activity(flag ? 1 : -1); } }
     function release() { if (holding) { holding = false; freed(); } }
     function say(text) { status.textContent = text; }
     function setActions(buttons) { actions.replaceChildren.apply(actions, buttons); }
@@ -218,6 +233,7 @@
       cancelled = true;
       if (holding) { upload.abort(true).catch(function () {}); }  // true: the server deletes what it has (tus termination)
       release();
+      setBusy(false);
       item.className = "failed";
       say(msg("cancelled"));
       setActions([remove]);
@@ -225,15 +241,18 @@
     var retry = button(msg("retry"), file.name, function () {
       item.className = "";
       cancelled = false;
+      setBusy(true);
       say(msg("waiting"));
       setActions([cancel]);
       whenFree(function () { holding = true; upload.start(); });
     });
     var remove = button(msg("remove"), file.name, function () {
       item.remove();
+      setBusy(false);
       if (finished && !untick(file)) { unticking.push(file); }
     });
     setActions([cancel]);
+    setBusy(true);
 
     // The same file added again after a refresh resumes where it stopped (fingerprint in localStorage).
     whenFree(function () {

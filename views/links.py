@@ -36,6 +36,13 @@ def _cookie_name(token: str) -> str:
     return "__Host-relais_link_" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+def set_link_cookie(response: Response, request: Request, token: str, session_token: str) -> None:
+    """The link session's cookie, for LINK_SESSION from now (the server slides the session itself:
+    links.keep_alive); set again on a busy guest's pages, so that the browser keeps it as long."""
+    response.set_cookie(_cookie_name(token), session_token, path="/", secure=request.app.state.config.cookie_secure,
+                        httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
+
+
 def _invalid(request: Request) -> Template:
     """Unknown, expired, revoked, locked or deleted: the same page, so a guess learns nothing."""
     return common.render(request, "links/invalid.html", status_code=404)
@@ -53,7 +60,8 @@ def _files_page(request: Request, token: str, share: shares.Share) -> Template:
 
 def _password_page(request: Request, token: str, status: int = 200, error: str = "") -> Template:
     current = links.current_terms(common.db(request), common.lang(request))
-    return common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error)
+    return common.render(request, "links/unlock.html", status_code=status, token=token, terms=current, error=error,
+                         action=f"/s/{token}")
 
 
 def _wait_minutes(seconds: int) -> int:
@@ -72,8 +80,7 @@ async def unlock_answer(request: Request, kind: links.Kind, token: str, password
                                 state.config.base_url)
     if result.outcome is links.Unlock.OK:
         response = Redirect(home, status_code=303)
-        response.set_cookie(_cookie_name(token), result.session_token, path="/", secure=state.config.cookie_secure,
-                            httponly=True, samesite="lax", max_age=int(links.LINK_SESSION.total_seconds()))
+        set_link_cookie(response, request, token, result.session_token)
         return response
     if await links.find_open_async(state.db, kind, token) is None:
         return await common.in_thread(_invalid, request)

@@ -58,7 +58,7 @@ def _response(status: int, headers: dict | None = None, text: str = "") -> Respo
                     headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
 
 
-def _say(request: Request, status: int, message: str, **variables) -> Response:
+def say(request: Request, status: int, message: str, **variables) -> Response:
     """A response whose text (marked with N_), shown to the person by the uploader, is in their language.
 
     The text is in the body and, percent-encoded UTF-8, in ``Relais-Message``: an answer to HEAD
@@ -69,7 +69,7 @@ def _say(request: Request, status: int, message: str, **variables) -> Response:
 
 def _refused(request: Request, exc: files.FileRefused) -> Response:
     status = {"too_large": 413, "too_many": 403, "request_too_many": 403, "request_closed": 410}.get(exc.reason, 400)
-    return _say(request, status, files.REASONS[exc.reason], **exc.variables)
+    return say(request, status, files.REASONS[exc.reason], **exc.variables)
 
 
 def _expires(upload: uploads.Upload) -> str:
@@ -106,7 +106,7 @@ def find(request: Request, place: Place, upload_id: str) -> uploads.Upload | Res
     if upload is None:
         return _response(404)
     if upload.expired:
-        return _say(request, 410, EXPIRED)
+        return say(request, 410, EXPIRED)
     return upload
 
 
@@ -154,7 +154,7 @@ def create(request: Request, place: Place) -> Response:
         length = int(request.headers.get("upload-length", ""))
         metadata = parse_metadata(request.headers.get("upload-metadata", ""))
     except ValueError:
-        return _say(request, 400, N_("Upload-Length and Upload-Metadata are required."))
+        return say(request, 400, N_("Upload-Length and Upload-Metadata are required."))
     if length < 0:
         return _response(400)
     try:
@@ -192,10 +192,10 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
         checksum = _checksum(request.headers.get("upload-checksum"))
         declared = int(request.headers.get("content-length", "0"))
     except ValueError:
-        return _say(request, 400, N_("Upload-Offset is missing, or the checksum algorithm is not supported."))
+        return say(request, 400, N_("Upload-Offset is missing, or the checksum algorithm is not supported."))
     engine = _engine(request)
     if not engine.claim(upload.id):
-        return _say(request, 409, N_("This upload is already receiving data."))
+        return say(request, 409, N_("This upload is already receiving data."))
     try:
         writer = await common.on_disk(request, engine.writer_for, upload)
         if writer is None:  # finished on disk before a crash: commit it now
@@ -204,7 +204,7 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
         if offset != writer.offset:
             return _response(409, {"Upload-Offset": str(writer.offset)})
         if declared > upload.length - offset:
-            return _say(request, 413, TOO_MUCH)
+            return say(request, 413, TOO_MUCH)
         receive = _receive_checked if checksum else _receive
         new_offset, problem = await receive(request, place, engine, upload, writer, checksum)
         if problem:
@@ -222,13 +222,13 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
         # instead of ending with a stack trace in the log.
         asyncio.current_task().uncancel()
         log.info("upload %s cut off: the server is stopping; it resumes from its last checkpoint", upload.id)
-        return _say(request, 503, RESTARTING)
+        return say(request, 503, RESTARTING)
     except files.FileRefused as exc:
         return _refused(request, exc)
     except OSError as exc:  # disk full, I/O error: the writer closed itself; the next PATCH resumes
         log.error("upload %s: %s", upload.id, exc)
         await common.on_disk(request, engine.forget, upload.id)
-        return _say(request, 507, N_("The server could not store the data (disk full?). Try again later."))
+        return say(request, 507, N_("The server could not store the data (disk full?). Try again later."))
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
         await common.on_disk(request, engine.forget, upload.id)
@@ -262,13 +262,13 @@ async def _receive(request, place, engine, upload, writer, checksum) -> tuple[in
                 checkpointing = asyncio.ensure_future(common.on_disk(request, engine.checkpoint, upload, writer))
                 since_checkpoint = 0
     except streaming.SessionEnded:
-        problem = _say(request, 401, place.logged_out)
+        problem = say(request, 401, place.logged_out)
     except streaming.Disconnected:
         pass  # keep what arrived: the client asks for the offset and sends the rest
     except streaming.Stopping:
-        problem = _say(request, 503, RESTARTING)  # after the checkpoint below: the client resumes
+        problem = say(request, 503, RESTARTING)  # after the checkpoint below: the client resumes
     except streaming.TooMuchData:
-        problem = _say(request, 413, TOO_MUCH)
+        problem = say(request, 413, TOO_MUCH)
     finally:
         try:
             await pipeline.drain()
@@ -280,7 +280,7 @@ async def _receive(request, place, engine, upload, writer, checksum) -> tuple[in
         try:
             await keep_alive()
         except streaming.SessionEnded:
-            problem = _say(request, 401, place.logged_out)
+            problem = say(request, 401, place.logged_out)
     return offset, problem
 
 
@@ -298,15 +298,15 @@ async def _receive_checked(request, place, engine, upload, writer, checksum) -> 
                 await common.on_disk(request, lambda b: (hasher.update(b), held.write(b)), block)
                 await keep_alive()
         except streaming.SessionEnded:
-            return writer.offset, _say(request, 401, place.logged_out)  # nothing of the chunk was stored
+            return writer.offset, say(request, 401, place.logged_out)  # nothing of the chunk was stored
         except streaming.Disconnected:
             return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
         except streaming.Stopping:
-            return writer.offset, _say(request, 503, RESTARTING)  # the client sends the chunk again
+            return writer.offset, say(request, 503, RESTARTING)  # the client sends the chunk again
         except streaming.TooMuchData:
-            return writer.offset, _say(request, 413, TOO_MUCH)
+            return writer.offset, say(request, 413, TOO_MUCH)
         if not hmac.compare_digest(hasher.digest(), expected):
-            return writer.offset, _say(request, 460, N_("Checksum mismatch: the chunk was not stored."))
+            return writer.offset, say(request, 460, N_("Checksum mismatch: the chunk was not stored."))
         plaintext, write = held.blocks(), space.checked(request.app.state.config.files_dir, writer.write)
         while (block := await common.on_disk(request, next, plaintext, None)) is not None:
             await common.on_disk(request, write, block)
@@ -316,7 +316,7 @@ async def _receive_checked(request, place, engine, upload, writer, checksum) -> 
     try:
         await keep_alive()
     except streaming.SessionEnded:  # stored; after a new login the client asks for the offset
-        return offset, _say(request, 401, place.logged_out)
+        return offset, say(request, 401, place.logged_out)
     return offset, None
 
 
@@ -362,26 +362,26 @@ def terminate_upload(request: Request, upload_id: str) -> Response:
 # -- errors as tus clients expect them --------------------------------------------------------------
 
 def _logged_out(request: Request, exc: NotAuthorizedException) -> Response:
-    return _say(request, 401, LOGGED_OUT)
+    return say(request, 401, LOGGED_OUT)
 
 
 def _refused_access(request: Request, exc: PermissionDeniedException) -> Response:
-    return _say(request, 403, STALE_PAGE if framework.is_csrf_failure(exc) else errors.MESSAGES[403][1])
+    return say(request, 403, STALE_PAGE if framework.is_csrf_failure(exc) else errors.MESSAGES[403][1])
 
 
 def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Response:
-    return _say(request, 403, N_("Choose a new password first (on the page that asks for it), then try again."))
+    return say(request, 403, N_("Choose a new password first (on the page that asks for it), then try again."))
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     _, message = errors.MESSAGES.get(status, errors.MESSAGES[400 if status < 500 else 500])
-    return _say(request, status, message)
+    return say(request, status, message)
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, logs.redact(request.url.path))
-    return _say(request, 500, errors.MESSAGES[500][1])
+    return say(request, 500, errors.MESSAGES[500][1])
 
 
 def _storage_error(request: Request, exc: Exception) -> Response:
@@ -389,11 +389,11 @@ def _storage_error(request: Request, exc: Exception) -> Response:
     if not space.is_full(exc):
         return _server_error(request, exc)
     log.error("disk full on %s %s: %s", request.method, logs.redact(request.url.path), exc)
-    return _say(request, 507, errors.MESSAGES[507][1])
+    return say(request, 507, errors.MESSAGES[507][1])
 
 
 def _bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
-    return _say(request, 400, errors.BAD_ENCODING)
+    return say(request, 400, errors.BAD_ENCODING)
 
 
 # Closest layer wins: these replace the app's HTML error pages and login redirect on a tus router.
