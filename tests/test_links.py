@@ -157,6 +157,49 @@ def test_forgetting_a_request_leaves_other_links_alone(app, request_link):
     assert app.state.db.scalar("SELECT count(*) FROM password_links") == 0
 
 
+def test_a_link_session_slides_while_it_is_used_never_past_its_longest(app, frozen, request_link):
+    token, request_id = request_link
+    session = unlock(app, token, PASSWORD).session_token
+    session_hash, database = passwords.token_hash(session), app.state.db
+    opened = frozen.moment
+    for _ in range(10):  # used every 100 minutes: more than LINK_SESSION apart in all, never idle that long
+        frozen.advance(minutes=100)
+        assert links.keep_alive(database, REQUEST, request_id, session_hash)
+        assert links.session_object(database, REQUEST, token, session).id == request_id
+    assert database.scalar("SELECT expires_at FROM link_sessions") == clock.iso(frozen.moment + links.LINK_SESSION)
+    for _ in range(4):  # up to 1400 minutes after it opened: a touch gives no more than 24 hours in all
+        frozen.advance(minutes=100)
+        assert links.keep_alive(database, REQUEST, request_id, session_hash)
+    assert database.scalar("SELECT expires_at FROM link_sessions") == clock.iso(opened + links.LINK_SESSION_LONGEST)
+    frozen.advance(minutes=40)  # its longest has passed, however busy
+    assert not links.keep_alive(database, REQUEST, request_id, session_hash)
+    assert links.session_object(database, REQUEST, token, session) is None
+    # Another link's id, an unknown session, a forgotten one: nothing to keep alive.
+    fresh = passwords.token_hash(unlock(app, token, PASSWORD).session_token)
+    assert not links.keep_alive(database, REQUEST, "other", fresh)
+    assert not links.keep_alive(database, REQUEST, request_id, "unknown")
+    assert links.keep_alive(database, REQUEST, request_id, fresh)
+    database.write(links.forget, REQUEST, request_id)
+    assert not links.keep_alive(database, REQUEST, request_id, fresh)
+
+
+def test_a_session_after_the_link_closed_is_kept_only_when_asked(app, request_link):
+    """forget(sessions=False) keeps the sessions (what a request's receipt needs); they open
+    nothing through session_object once the link is closed, only session_after_close."""
+    token, request_id = request_link
+    session = unlock(app, token, PASSWORD).session_token
+    app.state.db.write(links.create_password_link, audit.SYSTEM, REQUEST, request_id, PASSWORD)
+    app.state.db.write(links.forget, REQUEST, request_id, sessions=False)
+    assert app.state.db.scalar("SELECT count(*) FROM password_links") == 0
+    app.state.db.execute("UPDATE test_requests SET locked_at = '2026-01-01'")  # the stand-in's way to close
+    assert links.session_object(app.state.db, REQUEST, token, session) is None
+    assert links.session_after_close(app.state.db, REQUEST, token, session).id == request_id
+    assert links.session_after_close(app.state.db, REQUEST, "A" * 43, session) is None
+    assert links.session_after_close(app.state.db, REQUEST, token, None) is None
+    app.state.db.write(links.forget, REQUEST, request_id)
+    assert links.session_after_close(app.state.db, REQUEST, token, session) is None
+
+
 def test_events_hide_the_bookkeeping_of_downloads(app, request_link):
     _, request_id = request_link
 

@@ -84,9 +84,21 @@ async def append_to_upload(request: Request, token: str, upload_id: str) -> Resp
     place, visitor = entry
     answer = await tus.append(request, place, upload_id)
     if answer.status_code == 401:  # the link session ended, or the link stopped taking files, meanwhile
-        if await common.on_disk(request, _place, request, token) is None:
-            return await common.on_disk(request, _no_entry, request, token, upload_id)
+        return await common.on_disk(request, _cut_off, request, token, place, upload_id, answer)
     return request_links.kept(answer, request, token, visitor)
+
+
+def _cut_off(request: Request, token: str, place: tus.Place, upload_id: str, answer: Response) -> Response:
+    """A PATCH let in at its start whose link stopped taking files on the way (revoked, closed,
+    expired): the upload can never complete, so it goes now (410). A link session that merely
+    ended keeps it for the guest to resume after the password (401)."""
+    if links.still_open(common.db(request), KIND, place.target.id):
+        return answer
+    engine = request.app.state.uploads
+    upload = engine.find(upload_id, place.target)
+    if upload is not None:
+        engine.terminate(common.who(request), upload)
+    return tus.say(request, 410, files.REASONS["request_closed"])
 
 
 @delete("/{upload_id:str}", status_code=200, sync_to_thread=True)
