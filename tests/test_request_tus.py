@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def make_request(server, **fields) -> tuple[str, str, str]:
+def make_request(server, owner_email: str = STAFF, **fields) -> tuple[str, str, str]:
     """A request made as staff make it, straight into the server's database; (token, password, id)."""
     real = emails.render
 
@@ -51,7 +51,7 @@ def make_request(server, **fields) -> tuple[str, str, str]:
 
     database = server.database()
     try:
-        owner = users.User.from_row(users.by_email(database, STAFF))
+        owner = users.User.from_row(users.by_email(database, owner_email))
         new = requests.NewRequest(**{"recipient": "lab@lab.example", "language": "en", **fields})
         emails.render = render
         try:
