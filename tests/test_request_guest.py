@@ -12,26 +12,12 @@ from urllib.parse import unquote
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, emails, links, requests, storage
+from relais import audit, links, requests, storage
 from tests.conftest import BASE_URL, audit_rows
 
 OCTETS = "application/offset+octet-stream"
 CSV = b"id,value\n1,2\n3,4\n"
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 2
-
-
-@pytest.fixture(autouse=True)
-def mail_texts(monkeypatch):
-    """Stand-in texts for request mails whose templates are not written yet (templates/email is
-    another part of the work); the real templates are used as soon as they exist."""
-    real = emails.render
-
-    def render(name, lang, **context):
-        if (emails.TEMPLATES / f"{name}.txt").exists():
-            return real(name, lang, **context)
-        return name, f"{name} {context.get('link', '')}", f"<p>{name}</p>"
-
-    monkeypatch.setattr(emails, "render", render)
 
 
 def make_request(app, owner, **fields) -> tuple[str, str, requests.Request]:
