@@ -178,8 +178,8 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
 
     try:
         database.write(commit)
-    except FileRefused:
-        discard(database, files_dir, file_id)
+    except FileRefused as exc:  # its target refused it at the last moment (a request closed, its places taken)
+        discard(database, files_dir, file_id, who, "upload.refused", reason=exc.reason, name=row["name"])
         raise
     # Not get(): that is My files, and a file delivered to a request is the request's, not its owner's.
     return StoredFile.from_row(database.query_one("SELECT * FROM files WHERE id = ?", [file_id]))

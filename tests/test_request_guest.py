@@ -270,6 +270,8 @@ def test_the_count_is_checked_again_when_an_upload_completes(app, staff, guest):
     assert "at most 1 files" in refused.text
     assert pending_names(app, made.id) == ["first.csv"]
     nothing_uploading(app)
+    trail = audit_rows(app, "upload.refused")
+    assert len(trail) == 1 and '"reason": "request_too_many"' in trail[0]["detail"]
 
 
 # -- Transmit and the receipt -------------------------------------------------------------------------
