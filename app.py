@@ -20,7 +20,7 @@ from litestar.template.config import TemplateConfig
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
 from views import (admin, auth, errors, files, links, middleware, pages, request_links, request_uploads, requests,
-                   shares, uploads)
+                   shares, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -56,6 +56,7 @@ def create_app(config: Config | None = None) -> Litestar:
         route_handlers=[
             *pages.routes,
             *auth.routes,
+            *two_factor.routes,
             *admin.routes,
             *files.routes,
             *uploads.routes,

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings, terms, throttle, users
+from relais import audit, clock, passwords, settings, terms, throttle, two_factor, users
 from relais.db import Database
 from relais.users import User
 
@@ -26,6 +26,8 @@ class Outcome(enum.Enum):
     INVALID = "invalid"  # unknown account, wrong password, deactivated: one answer for all
     LOCKED = "locked"
     TOO_LONG = "too_long"
+    SECOND_STEP = "second_step"  # the password was right; the code is asked (relais.two_factor)
+    STEP_ENDED = "step_ended"  # the code came too late, or after too many wrong ones: log in again
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class LoginResult:
     user: User | None = None
     session_token: str | None = None
     retry_after: int = 0  # seconds, when locked
+    pending_token: str | None = None  # SECOND_STEP: the pending login, for the code's page
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,19 @@ async def login(
         # Hashed before the write, never inside it: argon2 in the writer thread would hold up every write.
         new_hash = await hasher.hash_async(password) if hasher.needs_rehash(row["password_hash"]) else None
 
-        def succeed(db) -> User:
-            throttle.clear(db, keys[0])
+        def succeed(db) -> User | None:
             if new_hash is not None:
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [new_hash, user.id])
+            if two_factor.enrolled(db, user.id):  # no session before the code; failures still count
+                two_factor.begin_login(db, who, user, token, language)
+                return None
+            throttle.clear(db, keys[0])
             return _open_session(db, who, user, token, "login.success", language)
 
-        user = await database.write_async(succeed)
-        return LoginResult(Outcome.OK, user=user, session_token=token)
+        opened = await database.write_async(succeed)
+        if opened is None:
+            return LoginResult(Outcome.SECOND_STEP, user=user, pending_token=token)
+        return LoginResult(Outcome.OK, user=opened, session_token=token)
 
     def fail(db):
         reason = "unknown_account" if row is None else ("inactive" if not row["active"] else "wrong_password")
@@ -96,6 +104,25 @@ async def login(
 
     await database.write_async(fail)
     return LoginResult(Outcome.INVALID)
+
+
+def second_step(database: Database, key: bytes, who: audit.Who, pending_token: str | None, code: str) -> LoginResult:
+    """The code after the password (:func:`relais.two_factor.finish_login`): the session opens only
+    now, in the same transaction that uses up the pending login."""
+    token = passwords.new_token()
+
+    def finish(db) -> tuple[two_factor.Step, User | None]:
+        step = two_factor.finish_login(db, key, who, pending_token, code)
+        if step.user is None:
+            return step, None
+        actor = audit.Who(actor=step.user.email, ip=who.ip, user_agent=who.user_agent)
+        return step, _open_session(db, actor, step.user, token, "login.success", step.language)
+
+    step, user = database.write(finish)
+    if user is not None:
+        return LoginResult(Outcome.OK, user=user, session_token=token)
+    outcome = {"locked": Outcome.LOCKED, "ended": Outcome.STEP_ENDED}.get(step.outcome, Outcome.INVALID)
+    return LoginResult(outcome, retry_after=step.retry_after)
 
 
 def _account(conn, email: str) -> dict | None:
@@ -251,4 +278,5 @@ def purge_expired(db) -> int:
     db.execute("DELETE FROM login_throttle WHERE first_failure_at < ? AND (locked_until IS NULL OR locked_until < ?)",
                [clock.iso(now - timedelta(days=1)), clock.iso(now)])
     db.execute("DELETE FROM login_tokens WHERE expires_at < ?", [clock.iso(now - timedelta(days=30))])
+    two_factor.purge(db)
     return removed

@@ -39,6 +39,8 @@ SETTINGS = {
         Setting("request_retrieval_days", 14, N_("Days staff have to retrieve files sent through a request; then they are deleted."), 1, 90),
         Setting("request_reminder_days", 2, N_("Days before that deadline when staff are reminded of files not yet retrieved (0: no reminder)."), 0, 90),
         Setting("request_delete_when_retrieved", 0, N_("1: delete a request's files as soon as staff have downloaded all of them; 0: keep them until the deadline."), 0, 1),
+        Setting("two_factor_admins", 1, N_("1: admins must log in with a second factor (a code from an authenticator app); 0: they may choose."), 0, 1),
+        Setting("two_factor_staff", 0, N_("1: staff must log in with a second factor (a code from an authenticator app); 0: they may choose."), 0, 1),
         Setting("link_failures_before_wait", 3, N_("Wrong passwords on a link before each further try must wait."), 1, 100),
         Setting("link_failures_before_lock", 10, N_("Wrong passwords on a link before it is locked for good and its owner told."), 1, 100),
         Setting("max_file_size_mib", 50 * 1024, N_("Largest file that can be uploaded, in MiB."), 1, 1024 * 1024),

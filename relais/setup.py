@@ -7,7 +7,7 @@ import secrets
 import threading
 from pathlib import Path
 
-from relais import audit, mail, once, times, uploads, workers
+from relais import audit, mail, once, times, two_factor, uploads, workers
 from relais.config import Config
 from relais.db import Database
 from relais.passwords import Hasher
@@ -49,6 +49,8 @@ def prepare(config: Config) -> dict:
     return {
         "config": config, "db": database, "hasher": hasher, "secret_key": load_secret(config.secret_key_file),
         "master_key": master_key, "audit_key": audit_key, "audit_marker": audit_marker,
+        # Encrypts the TOTP secrets of the second factor (relais.two_factor).
+        "two_factor_key": two_factor.derive_key(master_key),
         "mail_sender": mail_sender,
         # A new share's password, between the POST that made it and the one page that shows it.
         "shown_once": once.ShownOnce(),

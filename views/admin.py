@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, audit_labels, auth, paging, settings, shares, users
+from relais import audit, audit_labels, auth, paging, settings, shares, two_factor, users
 from relais.i18n import N_
 from views import common
 
@@ -31,9 +31,10 @@ class NewUserForm:
 
 
 def _users_page(request: Request, status: int = 200, error: str = "", link: str = "", form=None) -> Template:
+    accounts = users.list_users(common.db(request), paging.number(request.query_params.get("page")))
     return common.render(
-        request, "admin/users.html", status_code=status,
-        users=users.list_users(common.db(request), paging.number(request.query_params.get("page"))),
+        request, "admin/users.html", status_code=status, users=accounts,
+        with_factor=two_factor.enrolled_among(common.db(request), [u.id for u in accounts]),
         error=error, link=link, form=form or NewUserForm(),
     )
 
@@ -99,6 +100,32 @@ def set_user_active(request: Request, user_id: int, data: Annotated[common.Confi
     except users.UserError as exc:
         return _users_page(request, 400, common.gettext(request, USER_ERRORS[exc.reason]))
     return Redirect("/admin/users", status_code=303)
+
+
+@get("/users/{user_id:int}/two-factor/reset", name="admin_two_factor_reset", sync_to_thread=True)
+def confirm_two_factor_reset(request: Request, user_id: int) -> Template | Redirect:
+    """Before removing an account's second factor (a lost phone): whose, and what follows."""
+    database = common.db(request)
+    user = users.get(database, user_id)
+    if user is None:
+        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+    factor = two_factor.status(database, user_id)
+    if factor is None:
+        return Redirect("/admin/users", status_code=303)
+    return common.render(request, "admin/two_factor_reset.html", account=user, factor=factor,
+                         required=database.read_sync(two_factor.required, user.role))
+
+
+@post("/users/{user_id:int}/two-factor/reset", sync_to_thread=True)
+def reset_two_factor(request: Request, user_id: int, data: Annotated[common.ConfirmForm, common.FORM]) -> Template | Redirect:
+    """Remove the factor and its recovery codes; the person enrols again where it is required."""
+    if not data.given:
+        return Redirect(f"/admin/users/{user_id}/two-factor/reset", status_code=303)
+    try:
+        two_factor.reset(common.db(request), common.who(request), user_id, keep_session=request.scope["auth"].id_hash)
+    except two_factor.TwoFactorRefused:
+        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+    return Redirect("/admin/users?two_factor_reset", status_code=303)
 
 
 @get("/audit", name="admin_audit", sync_to_thread=True)
@@ -167,7 +194,7 @@ routes = [
     Router(
         path="/admin",
         guards=[common.requires_admin],
-        route_handlers=[list_users, create_user, reset_user, confirm_deactivate, set_user_active, show_audit, export_audit, show_settings,
-                        save_settings],
+        route_handlers=[list_users, create_user, reset_user, confirm_deactivate, set_user_active, confirm_two_factor_reset,
+                        reset_two_factor, show_audit, export_audit, show_settings, save_settings],
     )
 ]

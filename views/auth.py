@@ -12,6 +12,7 @@ from litestar.response import Redirect
 from relais import auth, i18n, passwords, terms, users
 from relais.i18n import N_
 from views import common
+from views import two_factor as two_factor_views
 
 
 PASSWORD_ERRORS = {
@@ -76,6 +77,8 @@ async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]
         response = Redirect(common.safe_next(data.next), status_code=303)
         common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
         return response
+    if result.outcome is auth.Outcome.SECOND_STEP:  # the code comes next (views.two_factor)
+        return two_factor_views.to_second_step(request, result.pending_token, data.next)
     if result.outcome is auth.Outcome.LOCKED:
         minutes = max(1, math.ceil(result.retry_after / 60))
         error = common.ngettext(

@@ -54,6 +54,11 @@ class PasswordChangeRequired(Exception):
     """The account must choose a new password before anything else."""
 
 
+class TwoFactorRequired(Exception):
+    """The account must have a second factor and has none: it enrols before anything else
+    (``scope["two_factor_enrol"]``, set by :func:`views.middleware.session_middleware`)."""
+
+
 # -- request facts -----------------------------------------------------------------------------
 
 def db(connection: ASGIConnection) -> Database:
@@ -137,6 +142,13 @@ def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
         raise NotAuthorizedException()
     if user.must_change_password and not handler.opt.get("password_change"):
         raise PasswordChangeRequired()
+    if must_enrol(connection) and not handler.opt.get("two_factor_enrol"):
+        raise TwoFactorRequired()
+
+
+def must_enrol(connection: ASGIConnection) -> bool:
+    """Whether the person logged in must set up a second factor before any other page."""
+    return bool(connection.scope.get("two_factor_enrol"))
 
 
 def requires_staff(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

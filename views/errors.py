@@ -83,6 +83,10 @@ def password_change_required(request: Request, exc: common.PasswordChangeRequire
     return Redirect("/account/password", status_code=303)
 
 
+def two_factor_required(request: Request, exc: common.TwoFactorRequired) -> Response:
+    return Redirect("/account/two-factor/enrol", status_code=303)
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     return error_page(request, exc.status_code)
 
@@ -112,6 +116,7 @@ handlers = {
     NotAuthorizedException: not_authorized,
     PermissionDeniedException: forbidden,
     common.PasswordChangeRequired: password_change_required,
+    common.TwoFactorRequired: two_factor_required,
     HTTPException: http_error,
     UnicodeDecodeError: bad_encoding,
     OSError: storage_error,

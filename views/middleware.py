@@ -8,7 +8,7 @@ from anyio import to_thread
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from relais import auth
+from relais import auth, two_factor
 from views import common
 
 # No inline script or style anywhere: htmx is configured through a <meta> tag and our own
@@ -30,26 +30,33 @@ SECURITY_HEADERS = {
 
 
 def session_middleware(app: ASGIApp) -> ASGIApp:
-    """Put the logged-in user (or None) in ``scope['user']`` and the session in ``scope['auth']``."""
+    """Put the logged-in user (or None) in ``scope['user']`` and the session in ``scope['auth']``;
+    ``scope['two_factor_enrol']``: the account must set up a second factor before anything else."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope["user"] = None
             scope["auth"] = None
+            scope["two_factor_enrol"] = False
             token = _cookie(scope, common.SESSION_COOKIE)
             if token:
                 from litestar import Request
 
                 request = Request(scope)
-                session = await to_thread.run_sync(
-                    auth.resolve_session, common.db(request), token, common.who(request)
-                )
+                session, enrol = await to_thread.run_sync(_resolve, common.db(request), token, common.who(request))
                 if session is not None:
                     scope["user"] = session.user
                     scope["auth"] = session
+                    scope["two_factor_enrol"] = enrol
         await app(scope, receive, send)
 
     return middleware
+
+
+def _resolve(database, token: str, who) -> tuple[auth.Session | None, bool]:
+    """The session, and whether its account must enrol a second factor first (in one thread hop)."""
+    session = auth.resolve_session(database, token, who)
+    return session, session is not None and two_factor.must_enrol(database, session.user)
 
 
 def _cookie(scope: Scope, name: str) -> str | None:

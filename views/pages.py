@@ -22,6 +22,8 @@ def show_home(request: Request) -> Response:
         return Redirect("/login", status_code=303)
     if user.must_change_password:
         raise common.PasswordChangeRequired()
+    if common.must_enrol(request):
+        raise common.TwoFactorRequired()
     # What waits for this staff member: files sent through their requests, soonest deadline first.
     waiting = requests.waiting_for(common.db(request), user.id) if user.is_staff else []
     return common.render(request, "pages/home.html", waiting=waiting)
@@ -108,7 +110,11 @@ def template_globals() -> dict:
         writes it; the one way every page shows a time (e-mails have the same, relais.emails)."""
         return times.show(iso, context_lang(ctx), seconds=seconds)
 
-    return {"page_lang": page_lang, "current_user": current_user, "language_links": language_links, "size": size,
+    @pass_context
+    def must_enrol(ctx) -> bool:
+        return common.must_enrol(ctx["request"]) if "request" in ctx else False
+
+    return {"page_lang": page_lang, "current_user": current_user, "must_enrol": must_enrol, "language_links": language_links, "size": size,
             "when": when, "number": number}
 
 

@@ -373,6 +373,10 @@ def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Re
     return say(request, 403, N_("Choose a new password first (on the page that asks for it), then try again."))
 
 
+def _two_factor(request: Request, exc: common.TwoFactorRequired) -> Response:
+    return _say(request, 403, N_("Set up your second factor first (on the page that asks for it), then try again."))
+
+
 def _http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     _, message = errors.MESSAGES.get(status, errors.MESSAGES[400 if status < 500 else 500])
@@ -399,7 +403,8 @@ def _bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
 # Closest layer wins: these replace the app's HTML error pages and login redirect on a tus router.
 EXCEPTION_HANDLERS = {
     NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
-    common.PasswordChangeRequired: _password_change, HTTPException: _http_error, Exception: _server_error,
+    common.PasswordChangeRequired: _password_change, common.TwoFactorRequired: _two_factor, HTTPException: _http_error,
+    Exception: _server_error,
     OSError: _storage_error, sqlite3.Error: _storage_error, UnicodeDecodeError: _bad_encoding,
 }
 
