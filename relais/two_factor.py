@@ -329,6 +329,14 @@ def reset(database: Database, who: audit.Who, user_id: int, keep_session: str | 
 
 # -- the login's second step -------------------------------------------------------------------
 
+def start_pending(database: Database, who: audit.Who, user: User, language: str | None = None) -> str:
+    """A pending login for an account with a factor that passed another first step (a one-time
+    link: it proves the mailbox, not the phone); returns its token."""
+    token = passwords.new_token()
+    database.write(begin_login, audit.Who(user.email, who.ip, who.user_agent), user, token, language)
+    return token
+
+
 def begin_login(db, who: audit.Who, user: User, token: str, language: str | None) -> None:
     """After a right password (inside the login's write): the pending login ``token`` stands for."""
     db.execute(

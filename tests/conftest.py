@@ -26,9 +26,20 @@ def config(tmp_path: Path) -> Config:
     )
 
 
+def no_second_factor_for_admins(database) -> None:
+    """Admins must enrol a second factor by default (two_factor_admins = 1), and the tests of
+    everything else log in as admins with a password alone: their apps and servers turn the
+    requirement off, in the settings table as an admin would (without an audit row, which tests
+    of the trail would count). tests/test_two_factor.py puts the default back where it tests it."""
+    database.write(lambda db: db.execute(
+        "INSERT OR IGNORE INTO settings (name, value, updated_at) VALUES ('two_factor_admins', '0', ?)",
+        [clock.now_iso()]))
+
+
 @pytest.fixture
 def app(config):
     application = create_app(config)
+    no_second_factor_for_admins(application.state.db)
     yield application
     application.state.db.close()
 

@@ -22,7 +22,10 @@ def free_port() -> int:
 class Server:
     """`python app.py serve` on a free port over its own data folder."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, two_factor_admins: int = 0):
+        # 0: admins log in with a password alone, as the tests of everything but two-factor
+        # login expect (set at start() when a command has made the database; see tests/conftest.py).
+        self.two_factor_admins = two_factor_admins
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "RELAIS_DATA_DIR": str(data_dir), "RELAIS_PORT": str(self.port),
@@ -62,6 +65,15 @@ class Server:
                               capture_output=True, text=True, timeout=60, check=True)
 
     def start(self) -> None:
+        database = Path(self.env["RELAIS_DATA_DIR"]) / "relais.db"
+        if database.exists():
+            import sqlite3
+
+            db = sqlite3.connect(database, timeout=30)
+            with db:
+                db.execute("INSERT OR IGNORE INTO settings (name, value, updated_at) VALUES ('two_factor_admins', ?,"
+                           " strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))", [str(self.two_factor_admins)])
+            db.close()
         self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post, route
 from litestar.response import Redirect
 
-from relais import auth, i18n, passwords, terms, users
+from relais import auth, i18n, passwords, terms, two_factor, users
 from relais.i18n import N_
 from views import common
 from views import two_factor as two_factor_views
@@ -120,6 +120,9 @@ def use_login_link(request: Request, token: str) -> Response:
         return common.render(request, "auth/link_invalid.html", status_code=404)
     if (old := request.scope.get("auth")) is not None:
         auth.logout(database, who, old)
+    if database.read_sync(two_factor.enrolled, user.id):  # a link is no second factor: the code first
+        pending = two_factor.start_pending(database, who, user, chosen_language(request))
+        return two_factor_views.to_second_step(request, pending, "/account/password")
     session_token = auth.start_session(database, common.who(request), user, "login.link", chosen_language(request))
     response = Redirect("/account/password", status_code=303)
     common.set_session_cookie(response, session_token, request.app.state.config.cookie_secure)

@@ -142,7 +142,8 @@ def requires_login(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
         raise NotAuthorizedException()
     if user.must_change_password and not handler.opt.get("password_change"):
         raise PasswordChangeRequired()
-    if must_enrol(connection) and not handler.opt.get("two_factor_enrol"):
+    # Then the second factor, where it is required (the password page comes first).
+    if must_enrol(connection) and not user.must_change_password and not handler.opt.get("two_factor_enrol"):
         raise TwoFactorRequired()
 
 
