@@ -1,4 +1,4 @@
-"""``python app.py COMMAND``: serve, create-admin, purge, verify, seal-audit, backup."""
+"""``python app.py COMMAND``: serve, create-admin, reset-two-factor, purge, verify, seal-audit, backup."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from relais import audit, logs, passwords, users
+from relais import audit, logs, passwords, two_factor, users
 from relais.config import from_env
 
 
@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", default="")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    reset = commands.add_parser("reset-two-factor", help="remove an account's second factor (the last admin lost"
+                                                         " their phone and recovery codes)")
+    reset.add_argument("--email", required=True)
     commands.add_parser("purge", help="delete what has expired (sessions, links, files)")
     commands.add_parser("verify", help="check the audit chain and that the database and the disk agree")
     commands.add_parser("seal-audit", help="no longer needed: the first start seals an upgrade's old audit rows;"
@@ -43,6 +46,8 @@ def main(argv: list[str], create_app) -> int:
     try:
         if args.command == "create-admin":
             return create_admin(state, args)
+        if args.command == "reset-two-factor":
+            return reset_two_factor(state, args.email)
         if args.command == "purge":
             from relais import retention
 
@@ -128,6 +133,21 @@ def create_admin(state, args) -> int:
         print(f"created admin {admin.email}; one-time login link:\n{state.config.base_url}/login/link/{token}")
     else:
         print(f"created admin {admin.email}")
+    return 0
+
+
+def reset_two_factor(state, email: str) -> int:
+    """What an admin does from the Accounts page, for when no admin can log in any more."""
+    account = users.by_email(state.db, email)
+    try:
+        if account is None:
+            raise two_factor.TwoFactorRefused("not_found")
+        ended = two_factor.reset(state.db, audit.SYSTEM, account["id"])
+    except two_factor.TwoFactorRefused as exc:
+        print(f"error: {'no such account' if exc.reason == 'not_found' else 'no second factor to reset'}", file=sys.stderr)
+        return 1
+    print(f"second factor of {account['email']} removed ({ended} sessions ended); where one is required, they set up"
+          " a new one at their next login")
     return 0
 
 

@@ -29,9 +29,10 @@ from zxcvbn import zxcvbn
 
 from relais.refusal import Refused
 
-# 15: NIST SP 800-63B's minimum for a password that is the only factor, as for every account here
-# (no second factor yet) and for a share's password (its link travels in the same e-mail, so the
-# password is what stands between the data and whoever reads that e-mail).
+# 15: NIST SP 800-63B's minimum for a password that is the only factor, as for an account without
+# a second factor (relais.two_factor; the same rule for all, so turning it off weakens nothing) and
+# for a share's password (its link travels in the same e-mail, so the password is what stands
+# between the data and whoever reads that e-mail).
 MIN_LENGTH = 15
 MAX_LENGTH = 1024
 

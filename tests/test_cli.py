@@ -129,3 +129,18 @@ def test_the_console_link_of_serve_ends_once_an_admin_has_a_password(tmp_path):
     server.start()
     server.stop()
     assert "/login/link/" not in Path(server.log.name).read_text()
+
+
+def test_reset_two_factor_from_the_console(config, app, admin, frozen):
+    """The last admin lost their phone and their recovery codes: the operator removes the factor."""
+    import pyotp
+
+    from relais import audit, two_factor
+
+    secret = two_factor.enrolment_secret(app.state.db, app.state.two_factor_key, audit.SYSTEM, admin)
+    two_factor.confirm(app.state.db, app.state.two_factor_key, audit.SYSTEM, admin, pyotp.TOTP(secret).at(frozen.moment))
+    result = run(config, "reset-two-factor", "--email", admin.email.upper())
+    assert result.returncode == 0, result.stderr
+    assert two_factor.status(app.state.db, admin.id) is None
+    assert run(config, "reset-two-factor", "--email", admin.email).returncode == 1  # nothing left to reset
+    assert run(config, "reset-two-factor", "--email", "nobody@registry.example").returncode == 1
