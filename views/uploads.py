@@ -374,7 +374,7 @@ def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Re
 
 
 def _two_factor(request: Request, exc: common.TwoFactorRequired) -> Response:
-    return _say(request, 403, N_("Set up your second factor first (on the page that asks for it), then try again."))
+    return say(request, 403, N_("Set up your second factor first (on the page that asks for it), then try again."))
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
