@@ -22,6 +22,8 @@ def free_port() -> int:
 class Server:
     """`python app.py serve` on a free port over its own data folder."""
 
+    program = "app.py"  # what runs the server and its commands (tests/clocked.py moves its clock)
+
     def __init__(self, data_dir: Path, two_factor_admins: int = 0):
         # 0: admins log in with a password alone, as the tests of everything but two-factor
         # login expect (set at start() when a command has made the database; see tests/conftest.py).
@@ -61,7 +63,7 @@ class Server:
         db.close()
 
     def command(self, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, env=self.env, input=stdin,
+        return subprocess.run([sys.executable, self.program, *args], cwd=ROOT, env=self.env, input=stdin,
                               capture_output=True, text=True, timeout=60, check=True)
 
     def start(self) -> None:
@@ -74,7 +76,7 @@ class Server:
                 db.execute("INSERT OR IGNORE INTO settings (name, value, updated_at) VALUES ('two_factor_admins', ?,"
                            " strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))", [str(self.two_factor_admins)])
             db.close()
-        self.process = subprocess.Popen([sys.executable, "app.py", "serve"], cwd=ROOT, env=self.env,
+        self.process = subprocess.Popen([sys.executable, self.program, "serve"], cwd=ROOT, env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

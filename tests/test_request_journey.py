@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from aiosmtpd.controller import Controller
 from tusclient.client import TusClient
 
 from relais import clock, i18n
-from tests.serving import ROOT, Server, free_port
+from tests.serving import Server, free_port
 from tests.test_mail import Inbox
 
 STAFF_EMAIL, STAFF_PASSWORD = "contact@registry.example", "violet tugboat marmalade"
@@ -29,7 +28,9 @@ SECOND = b"patient,value\n3,4\n"
 
 
 class ClockedServer(Server):
-    """The server and its commands, run through tests/clocked.py: ``move(days=...)`` sets its clock."""
+    """The server and its commands, run through tests/clocked.py: ``to(moment)`` sets its clock."""
+
+    program = "tests/clocked.py"
 
     def __init__(self, data_dir: Path, smtp_port: int):
         super().__init__(data_dir)
@@ -42,28 +43,6 @@ class ClockedServer(Server):
     def to(self, moment) -> None:
         """Set the server's clock (and its commands') to ``moment``."""
         self.offset_file.write_text(str((moment - clock.now()).total_seconds()))
-
-    def command(self, *args, stdin=None):
-        import subprocess
-
-        return subprocess.run([sys.executable, "tests/clocked.py", *args], cwd=ROOT, env=self.env, input=stdin,
-                              capture_output=True, text=True, timeout=60, check=True)
-
-    def start(self) -> None:
-        import subprocess
-        import urllib.request
-
-        self.process = subprocess.Popen([sys.executable, "tests/clocked.py", "serve"], cwd=ROOT, env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the server did not start: " + Path(self.log.name).read_text())
 
 
 class Visitor:
