@@ -19,8 +19,8 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, auth, errors, files, links, middleware, pages, request_links, request_uploads, requests,
-                   shares, two_factor, uploads)
+from views import (admin, auth, errors, files, links, middleware, pages, partners, request_links, request_uploads,
+                   requests, shares, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -65,6 +65,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *links.routes,
             *request_links.routes,
             *request_uploads.routes,
+            *partners.routes,
             create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
         ],
         state=state,

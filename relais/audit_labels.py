@@ -90,12 +90,27 @@ ACTIONS = {
     "request.extend": N_("Upload link extended"),
     "request.delete": N_("Request and its files deleted"),
     "request.purge": N_("Request's files deleted by retention"),
+    "institution.create": N_("Institution added"),
+    "partner.create": N_("Partner account created"),
+    "partner.update": N_("Partner's details changed"),
+    "partner.link": N_("Partner's activation link made"),
+    "partner.access_renewed": N_("Partner's access renewed by a new password"),
+    "partner.reminder": N_("Partner reminded before their access ends"),
+    "partner.sessions_ended": N_("Every session of the partner ended"),
+    "partner.refused": N_("Partner refused a staff page"),
+    "password.forgot": N_("Forgotten password: link asked for"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
 KEYS = {
     "beyond_limit": N_("Beyond the usual limit"),
     "bytes": N_("Bytes"),
+    "contact": N_("Contact person"),
+    "delivery": N_("Delivered"),
+    "fields": N_("Changed"),
+    "institution": N_("Institution"),
+    "method": N_("Method"),
+    "outcome": N_("Outcome"),
     "count": N_("Number of files"),
     "codes": N_("Recovery codes"),
     "delete_after_download": N_("Delete after download"),
@@ -163,21 +178,31 @@ VALUES = {
         # second-factor codes (relais.two_factor)
         "wrong_code": N_("wrong code"), "wrong_recovery_code": N_("wrong recovery code"),
         "code_step_ended": N_("too late for the code, or too many wrong codes"),
+        # a partner whose password's validity ended (relais.partners)
+        "access_expired": N_("partner's access ended"),
     },
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
              "share_locked": N_("lock warning to the owner"), "request": N_("upload invitation"),
              "request_receipt": N_("receipt to the sender"), "request_received": N_("files arrived, to the owner"),
              "request_reminder": N_("retrieval reminder to the owner"),
-             "request_locked": N_("lock warning to the owner")},
+             "request_locked": N_("lock warning to the owner"),
+             "partner_activation": N_("activation link to a partner"), "partner_reminder": N_("reminder to a partner before their access ends"),
+             "partner_expired": N_("contact person to a partner whose access ended"),
+             "password_reset": N_("link to choose a new password")},
+    "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console"),
+                "activate": N_("partner's activation"), "renew": N_("partner's renewal"), "forgot": N_("forgotten password")},
+    "delivery": {"mail": N_("by e-mail"), "shown": N_("shown once to staff")},
+    "outcome": {"sent": N_("link sent"), "expired": N_("access ended: contact person sent instead"),
+                "unknown": N_("no such account: nothing sent"), "inactive": N_("account deactivated: nothing sent"),
+                "admin": N_("admin account: nothing sent"), "throttled": N_("too many requests: nothing sent")},
     "during": {"login": N_("login"), "enrol": N_("setting up"), "disable": N_("turning off")},
-    "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console")},
     "password": {"typed": N_("typed by the owner"), "generated": N_("made by Relais")},
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
 SIZES = {"size", "length", "max_file_size", "bytes"}
 TIMES = {"expires_at", "retrieve_by"}
-CODES = {"file", "files", "sha256", "error", "hash", "submission"}
+CODES = {"file", "files", "sha256", "error", "hash", "submission", "fields"}
 
 SYSTEM = N_("Relais (automatic)")
 ANONYMOUS = N_("Not logged in")

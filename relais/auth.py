@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, passwords, settings, terms, throttle, two_factor, users
+from relais import audit, clock, partners, passwords, settings, terms, throttle, two_factor, users
 from relais.db import Database
 from relais.users import User
 
@@ -28,6 +28,7 @@ class Outcome(enum.Enum):
     TOO_LONG = "too_long"
     SECOND_STEP = "second_step"  # the password was right; the code is asked (relais.two_factor)
     STEP_ENDED = "step_ended"  # the code came too late, or after too many wrong ones: log in again
+    EXPIRED = "expired"  # a partner's access has ended (relais.partners); ``user`` says whose
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ async def login(
     row = await database.read(_account, email)
     # Always run one argon2 verification, against a dummy hash if need be (timing).
     ok = await hasher.verify_async(row["password_hash"] if row else None, password)
+    if ok and row["active"] and (refusal := await database.read(partners.login_refusal, row)):
+        await database.write_async(lambda db: audit.record(db, who, "login.refused", email, reason=refusal))
+        return LoginResult(Outcome.EXPIRED, user=User.from_row(row))
     if ok and row["active"]:
         token = passwords.new_token()
         user = User.from_row(row)
@@ -168,8 +172,10 @@ def resolve_session(database: Database, token: str | None, who: audit.Who) -> Se
     idle = timedelta(minutes=database.read_sync(settings.get, "session_idle_minutes"))
     absolute = timedelta(hours=database.read_sync(settings.get, "session_absolute_hours"))
     last_seen = clock.parse(row["last_seen_at"])
-    if not row["active"] or last_seen + idle < now or clock.parse(row["session_created_at"]) + absolute < now:
-        reason = "inactive" if not row["active"] else ("idle" if last_seen + idle < now else "absolute")
+    reason = ("inactive" if not row["active"] else "idle" if last_seen + idle < now
+              else "absolute" if clock.parse(row["session_created_at"]) + absolute < now
+              else partners.session_refusal(database, row))  # a partner's access ends at its boundary
+    if reason:
 
         def expire(db):
             if db.execute("DELETE FROM sessions WHERE id_hash = ?", [id_hash]).rowcount:
@@ -241,6 +247,7 @@ def change_password(
 
     def change(db) -> int:
         users.store_password(db, who, user, new_hash)
+        partners.password_chosen(db, who, user)  # a partner's new period of access
         ended = db.execute("DELETE FROM sessions WHERE user_id = ? AND id_hash != ?", [user.id, session.id_hash]).rowcount
         if ended:
             audit.record(db, who, "user.other_sessions_ended", user.email, sessions=ended)

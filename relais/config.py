@@ -51,6 +51,9 @@ class Config:
     # The registry's time zone: every time on a page or in an e-mail is shown in it, with its name
     # (stored times stay UTC). An IANA name; an unknown one stops the start (relais.times).
     timezone: str = "Europe/Brussels"
+    # How to reach the registry, shown to a partner whose access has ended beside their contact
+    # person (an address, a phone number); empty: the contact person only.
+    registry_contact: str = ""
     # The outbox sender and retention threads; tests that drive them themselves turn them off.
     background_jobs: bool = True
     extra: dict = field(default_factory=dict)
@@ -121,6 +124,7 @@ FIELDS = {
     "admin_email": ("RELAIS_ADMIN_EMAIL", str),
     "stop_grace_seconds": ("RELAIS_STOP_GRACE_SECONDS", float),
     "timezone": ("RELAIS_TIMEZONE", _timezone),
+    "registry_contact": ("RELAIS_REGISTRY_CONTACT", str),
 }
 
 

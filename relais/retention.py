@@ -3,7 +3,8 @@
 One function does all the purging (``python app.py purge`` and a background thread in the
 server both call it): expired sessions and login links, unfinished uploads past their 24 hours,
 data files no row names, the files of shares that expired or were revoked, and a request's
-files past their retrieval deadline (crypto-shredded), with the reminder before it.
+files past their retrieval deadline (crypto-shredded), with the reminder before it; and it
+reminds partners whose access is about to end (relais.partners).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from relais import auth, clock, files, request_retention, shares
+from relais import auth, clock, files, partners, request_retention, shares
 from relais.background import Worker
 
 log = logging.getLogger("relais.retention")
@@ -27,6 +28,7 @@ def purge_all(state) -> dict[str, int]:
         "request reminders": request_retention.remind(database, state.config.base_url),
         "request files": request_retention.purge(database, state.config),
         "request uploads": request_retention.end_uploads(database, state.uploads),
+        "partner reminders": partners.remind(database, state.config.base_url),
         "orphans": files.purge_orphans(database, files_dir),
         "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),
     }

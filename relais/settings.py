@@ -3,7 +3,7 @@
 The code asks ``get(db, name)``; a missing row means the default. Environment-level settings
 (paths, ports, SMTP) are in :mod:`relais.config` instead. Every setting here is shown on the
 Settings page, so each must be read by the code that it governs (tests/test_settings_documented.py):
-one that nothing enforces yet (a partner's password validity, until partners exist) is not listed.
+one that nothing enforces yet is not listed.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ SETTINGS = {
         Setting("request_delete_when_retrieved", 0, N_("1: delete a request's files as soon as staff have downloaded all of them; 0: keep them until the deadline."), 0, 1),
         Setting("two_factor_admins", 1, N_("1: admins must log in with a second factor (a code from an authenticator app); 0: they may choose."), 0, 1),
         Setting("two_factor_staff", 0, N_("1: staff must log in with a second factor (a code from an authenticator app); 0: they may choose."), 0, 1),
+        Setting("partner_password_days", 14, N_("Days a partner's password stays valid from when they chose it; then they need a new activation link from staff."), 1, 365),
+        Setting("partner_reminder_days", 3, N_("Days before a partner's password runs out when they are reminded by e-mail (0: no reminder)."), 0, 60),
         Setting("link_failures_before_wait", 3, N_("Wrong passwords on a link before each further try must wait."), 1, 100),
         Setting("link_failures_before_lock", 10, N_("Wrong passwords on a link before it is locked for good and its owner told."), 1, 100),
         Setting("max_file_size_mib", 50 * 1024, N_("Largest file that can be uploaded, in MiB."), 1, 1024 * 1024),

@@ -13,6 +13,7 @@ from relais import auth, i18n, passwords, terms, two_factor, users
 from relais.i18n import N_
 from views import common
 from views import two_factor as two_factor_views
+from views import partners as partner_views
 
 
 PASSWORD_ERRORS = {
@@ -86,6 +87,8 @@ async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]
             "Too many failed attempts. Try again in %(num)s minutes.", minutes,
         )
         return await common.in_thread(_login_page, request, 429, error, data.email[:254], data.next)
+    if result.outcome is auth.Outcome.EXPIRED:  # the right password, but a partner's access has ended
+        return await common.in_thread(partner_views.expired_page, request, result.user)
     if result.outcome is auth.Outcome.TOO_LONG:
         message = PASSWORD_ERRORS["too_long"]
         return await common.in_thread(_login_page, request, 400, common.gettext(request, message), data.email[:254], data.next)

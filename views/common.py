@@ -22,7 +22,7 @@ from litestar.params import Body
 from litestar.response import Redirect
 from litestar.template.base import csrf_token
 
-from relais import audit, i18n
+from relais import audit, i18n, logs
 from relais.db import Database
 from relais.i18n import N_
 from relais.passwords import Hasher
@@ -152,16 +152,34 @@ def must_enrol(connection: ASGIConnection) -> bool:
     return bool(connection.scope.get("two_factor_enrol"))
 
 
-def requires_staff(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def requires_staff(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     requires_login(connection, handler)
     if not current_user(connection).is_staff:
+        await _refuse_partner(connection)
         raise PermissionDeniedException()
 
 
-def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     requires_login(connection, handler)
     if not current_user(connection).is_admin:
+        await _refuse_partner(connection)
         raise PermissionDeniedException()
+
+
+def requires_partner(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """A partner's own pages (their space); staff have theirs."""
+    requires_login(connection, handler)
+    if current_user(connection).role != "partner":
+        raise PermissionDeniedException()
+
+
+async def _refuse_partner(connection: ASGIConnection) -> None:
+    """A partner at a staff page: every such attempt goes into the trail (async, the write on the
+    writer thread: guards run on the event loop)."""
+    if current_user(connection).role == "partner":
+        path = logs.redact(connection.url.path)[:500]
+        await db(connection).write_async(
+            lambda conn: audit.record(conn, who(connection), "partner.refused", path, method=connection.scope.get("method", "")))
 
 
 # -- responses -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from views import common
 
 @get("/", name="home", sync_to_thread=True)
 def show_home(request: Request) -> Response:
-    """Staff land on their work; anyone else is asked to log in."""
+    """Staff land on their work, partners on their space; anyone else is asked to log in."""
     user = common.current_user(request)
     if user is None:
         return Redirect("/login", status_code=303)
@@ -24,6 +24,9 @@ def show_home(request: Request) -> Response:
         raise common.PasswordChangeRequired()
     if common.must_enrol(request):
         raise common.TwoFactorRequired()
+    if user.role == "partner":  # partners have their own page, never the staff's
+        notice = "?notice=password_changed" if request.query_params.get("notice") == "password_changed" else ""
+        return Redirect(f"/space{notice}", status_code=303)
     # What waits for this staff member: files sent through their requests, soonest deadline first.
     waiting = requests.waiting_for(common.db(request), user.id) if user.is_staff else []
     return common.render(request, "pages/home.html", waiting=waiting)
