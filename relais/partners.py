@@ -23,9 +23,10 @@ from relais import audit, clock, emails, i18n, mail, settings, throttle, users
 from relais.db import Database
 from relais.refusal import Refused
 
-# A partner's requests for a forgotten-password link: a few an hour per address, and the client
-# address counts towards the lock every failed login counts towards.
+# Requests for a forgotten-password link: a few an hour per address typed, and some more per client
+# address (an office behind one address), each counted apart from failed logins.
 FORGOT_PER_ACCOUNT = 3
+FORGOT_PER_CLIENT = 10
 FORGOT_WINDOW_MINUTES = 60
 FIELD_LIMIT = 200
 
@@ -244,7 +245,7 @@ def issue_link(database: Database, who: audit.Who, user_id: int, base_url: str, 
 def _queue_link_mail(db, who: audit.Who, partner: Partner, purpose: str, token: str, base_url: str) -> None:
     hours = settings.get(db, "login_link_hours")
     subject, text, html = emails.render(
-        "partner_activation", partner.language, name=partner.name, purpose=purpose, link=link_url(base_url, token),
+        "partner_activation", partner.language, person=partner.name, purpose=purpose, link=link_url(base_url, token),
         expires_at=clock.in_(timedelta(hours=hours)), contact_name=partner.contact_name,
         contact_email=partner.contact_email, days=settings.get(db, "partner_password_days"))
     mail.queue(db, who, to=partner.email, to_name=partner.name, subject=subject, text=text, html=html,
@@ -297,7 +298,7 @@ def remind(database: Database, base_url: str) -> int:
         if partner is None or partner.reminded_at is not None or not partner.access_valid:
             return 0
         subject, text, html = emails.render(
-            "partner_reminder", partner.language, name=partner.name, access_until=partner.access_until,
+            "partner_reminder", partner.language, person=partner.name, access_until=partner.access_until,
             link=f"{base_url}/account/password", contact_name=partner.contact_name,
             contact_email=partner.contact_email)
         mail.queue(db, audit.SYSTEM, to=partner.email, to_name=partner.name, subject=subject, text=text, html=html,
@@ -337,12 +338,12 @@ def forgot_password(database: Database, who: audit.Who, email: str, base_url: st
     who = audit.Who(actor="anonymous", ip=who.ip, user_agent=who.user_agent)
 
     def handle(db) -> str:
-        keys = [f"forgot:{address}", f"ip:{who.ip}"]
+        keys = [f"forgot:{address}", f"forgot-ip:{who.ip}"]
         if throttle.locked_for(db, keys):
             outcome = "throttled"
         else:
             throttle.count_failure(db, keys[0], FORGOT_PER_ACCOUNT, FORGOT_WINDOW_MINUTES)
-            throttle.count_client_failure(db, who.ip)
+            throttle.count_failure(db, keys[1], FORGOT_PER_CLIENT, FORGOT_WINDOW_MINUTES)
             outcome = _forgot(database, db, who, address, base_url, registry_contact)
         audit.record(db, who, "password.forgot", typed, outcome=outcome)
         return outcome
@@ -363,7 +364,7 @@ def _forgot(database: Database, db, who: audit.Who, address: str, base_url: str,
     user = users.User.from_row(row)
     if row["role"] == "staff":
         token = users.issue_login_link(database, who, user.id, purpose="forgot")
-        subject, text, html = emails.render("password_reset", user.language, name=user.name,
+        subject, text, html = emails.render("password_reset", user.language, person=user.name,
                                             link=link_url(base_url, token),
                                             expires_at=clock.in_(timedelta(hours=settings.get(db, "login_link_hours"))))
         mail.queue(db, who, to=user.email, to_name=user.name, subject=subject, text=text, html=html,
@@ -374,7 +375,7 @@ def _forgot(database: Database, db, who: audit.Who, address: str, base_url: str,
         return "unknown"
     if not partner.access_valid:
         subject, text, html = emails.render(
-            "partner_expired", partner.language, name=partner.name, contact_name=partner.contact_name,
+            "partner_expired", partner.language, person=partner.name, contact_name=partner.contact_name,
             contact_email=partner.contact_email, registry=registry_contact)
         mail.queue(db, who, to=partner.email, to_name=partner.name, subject=subject, text=text, html=html,
                    kind="partner_expired", object=partner.email, language=partner.language)
