@@ -86,4 +86,4 @@ def test_every_setting_on_the_page_is_read(client, auth, admin):
     assert shown == set(settings.SETTINGS)
     unread = sorted(name for name in shown if not setting_is_read(name))
     assert not unread, f"the Settings page shows settings that nothing reads: {unread}"
-    assert "partner" not in page.text.lower()  # nothing about partners is enforced yet (issue 12)
+    assert {"partner_password_days", "partner_reminder_days"} <= shown  # enforced by relais.partners
