@@ -328,8 +328,9 @@ def test_another_account_a_guest_and_a_stolen_url_get_nothing(server):
 
 def test_an_account_without_a_target_is_403_not_a_redirect(app, client, auth, make_user):
     """A partner has no My files (their space is the next kind of target): refused as tus refuses."""
-    make_user(email="partner@firm.example", role="partner")
-    auth.login(email="partner@firm.example")
+    from tests.test_partners import activate, make_partner
+
+    activate(app, client, make_partner(app, make_user(), email="partner@firm.example"))  # logged in after
     response = client.post("/tus/", headers=tus_headers(client, **{"Upload-Length": "3", "Upload-Metadata": metadata("a.csv")}))
     assert_tus(response, 403)
     assert "do not have access" in response.text
