@@ -424,10 +424,12 @@ def test_a_long_download_keeps_the_staff_session_and_counts(app, frozen, logged_
 
 
 def test_a_partner_cannot_request_files(app, make_user):
-    make_user(email="partner@lab.example", role="partner", name="Pat Partner")
+    from tests.test_partners import activate, make_partner
+
+    account = make_partner(app, make_user(), email="partner@lab.example", name="Pat Partner")
     with TestClient(app, base_url=BASE_URL) as other:
         partner = AuthActions(other)
-        partner.login(email="partner@lab.example")
+        activate(app, other, account)  # a partner account with access, logged in
         assert other.get("/requests", follow_redirects=False).status_code == 403
         assert post_request(partner).status_code == 403
         assert 'href="/requests"' not in other.get("/").text
