@@ -19,8 +19,8 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, auth, errors, files, links, middleware, pages, partners, request_links, request_uploads,
-                   requests, shares, two_factor, uploads)
+from views import (admin, audit, auth, errors, files, links, middleware, pages, partners, request_links,
+                   request_uploads, requests, shares, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -58,6 +58,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *auth.routes,
             *two_factor.routes,
             *admin.routes,
+            *audit.routes,
             *files.routes,
             *uploads.routes,
             *shares.routes,

@@ -36,7 +36,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from relais import clock, paging
+from relais import clock
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor", "action", "object", "ip", "user_agent", "detail")
@@ -304,13 +304,6 @@ def seal(database, key: bytes, marker_path: Path) -> tuple[int, int]:
     return first, last
 
 
-def _matching(text: str) -> tuple[str, list]:
-    """The WHERE clause of a search: events whose actor, action, object or address contain text."""
-    if not text:
-        return "", []
-    return "WHERE actor LIKE ? OR action LIKE ? OR object LIKE ? OR ip LIKE ?", [f"%{text}%"] * 4
-
-
 def mark_keyed(database, key: bytes, marker_path: Path) -> None:
     """At every start, once: record outside the database that this chain is keyed from now on.
     A genuine upgrade's plain rows (at the start of the chain, nothing else wrong) are sealed first
@@ -326,19 +319,3 @@ def mark_keyed(database, key: bytes, marker_path: Path) -> None:
         pass
     old = _walk(database, key, None).old
     _write_marker(Path(marker_path), key, Marker(old[1], old[2]) if old else Marker(0, GENESIS))
-
-
-def search(conn, text: str = "", limit: int = 200) -> list[dict]:
-    """Most recent events first, optionally those whose actor, action or object contain text."""
-    where, params = _matching(text)
-    return [dict(r) for r in conn.query(f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ?", [*params, limit])]
-
-
-def search_page(database, text: str = "", page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
-    """One page of :func:`search`'s events, most recent first: the trail only grows, the page does not."""
-    where, params = _matching(text)
-    rows, page, total = database.read_sync(
-        paging.fetch, f"SELECT count(*) FROM audit_log {where}", f"SELECT * FROM audit_log {where} ORDER BY id DESC",
-        params, page, per_page,
-    )
-    return paging.Page(rows, page, per_page, total)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from relais import audit, i18n, paging
+from relais import i18n, paging
 from relais.db import Database
 from relais.i18n import N_
 
@@ -269,7 +269,7 @@ def details(raw: str) -> list[Detail]:
 
 
 def entries(database: Database, rows: list[dict]) -> list[Entry]:
-    """The rows of :func:`relais.audit.search`, ready to show: labels, names, details."""
+    """Audit rows, ready to show: labels, names, details."""
     emails = sorted({row["actor"] for row in rows if "@" in row["actor"]})
     names = {}
     if emails:
@@ -293,7 +293,10 @@ def entries(database: Database, rows: list[dict]) -> list[Entry]:
     return shown
 
 
-def recent(database: Database, text: str = "", page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
-    """One page of the most recent events (those matching ``text``), ready to show."""
-    rows = audit.search_page(database, text, page, per_page)
-    return paging.Page(entries(database, rows), rows.number, per_page, rows.total)
+def found(database: Database, filters, language: str, older_than: int | None = None,
+          newer_than: int | None = None) -> paging.Cursor:
+    """One page of the events matching ``filters`` (:mod:`relais.audit_search`), ready to show."""
+    from relais import audit_search
+
+    rows = database.read_sync(audit_search.page, filters, language, older_than, newer_than)
+    return paging.Cursor(entries(database, rows), rows.newer, rows.older, rows.count, rows.capped)

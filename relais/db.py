@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +45,18 @@ def connect(path: Path | str) -> sqlite_utils.Database:
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     return sqlite_utils.Database(conn)
+
+
+@contextlib.contextmanager
+def time_limit(db: sqlite_utils.Database, seconds: float):
+    """Statements run on ``db`` inside stop with ``sqlite3.OperationalError`` ("interrupted") once
+    ``seconds`` have passed: for work that is worth doing only if it is quick (a page's count)."""
+    deadline = time.monotonic() + seconds
+    db.conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+    try:
+        yield
+    finally:
+        db.conn.set_progress_handler(None, 0)
 
 
 class Database:

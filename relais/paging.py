@@ -49,3 +49,22 @@ def fetch(conn, count_sql: str, rows_sql: str, params: list, page: int, per_page
     page = min(max(1, page), max(1, math.ceil(total / per_page)))
     rows = [dict(row) for row in conn.query(f"{rows_sql} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page])]
     return rows, page, total
+
+
+class Cursor(list):
+    """One page of a long list read by keyset ("the rows older than row N"), not by page number:
+    reading page 10,000 of a million rows costs what page 1 costs, where ``OFFSET`` reads every
+    row before it. ``newer`` and ``older`` are the ids to go on from (None: nothing that way);
+    ``count`` is the number of rows in the whole list up to a cap (``capped``: more than that),
+    so that a page never counts a million rows either (None: not counted, it would take too long)."""
+
+    def __init__(self, rows, newer: int | None, older: int | None, count: int | None, capped: bool):
+        super().__init__(rows)
+        self.newer, self.older, self.count, self.capped = newer, older, count, capped
+
+
+def row_id(raw: str | None) -> int | None:
+    """A row id from a query string (``older``/``newer``), None when it is none."""
+    if not raw or not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)

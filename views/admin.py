@@ -1,16 +1,14 @@
-"""Admin pages: accounts, the audit trail (search and CSV export) and settings."""
+"""Admin pages: accounts and settings (the audit trail is in views/audit.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Annotated
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Router, get, post
 from litestar.response import Redirect, Template
 
-from relais import audit, audit_labels, auth, paging, settings, shares, two_factor, users
+from relais import auth, paging, settings, shares, two_factor, users
 from relais.i18n import N_
 from views import common
 
@@ -128,35 +126,6 @@ def reset_two_factor(request: Request, user_id: int, data: Annotated[common.Conf
     return Redirect("/admin/users?two_factor_reset", status_code=303)
 
 
-@get("/audit", name="admin_audit", sync_to_thread=True)
-def show_audit(request: Request, q: str = "") -> Template:
-    """The trail in the admin's language: labels for the codes, actors by name, details as lines."""
-    rows = audit_labels.recent(common.db(request), q[:200], paging.number(request.query_params.get("page")))
-    return common.render(request, "admin/audit.html", rows=rows, q=q[:200])
-
-
-@get("/audit.csv", sync_to_thread=True)
-def export_audit(request: Request, q: str = "") -> Response:
-    rows = common.db(request).read_sync(audit.search, q[:200], limit=100_000)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "at", "actor", "action", "object", "ip", "user_agent", "detail", "hash"])
-    for row in rows:
-        # A leading =, +, - or @ would run as a formula in a spreadsheet: neutralise it.
-        writer.writerow([_csv_safe(row[k]) for k in ("id", "at", "actor", "action", "object", "ip", "user_agent", "detail", "hash")])
-    # Exporting the trail is itself an audited admin action.
-    common.db(request).write(lambda db: audit.record(db, common.who(request), "audit.export", q[:200], rows=len(rows)))
-    return Response(
-        buffer.getvalue(), media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": 'attachment; filename="relais-audit.csv"'},
-    )
-
-
-def _csv_safe(value) -> str:
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 @get("/settings", name="admin_settings", sync_to_thread=True)
 def show_settings(request: Request) -> Template:
     values = common.db(request).read_sync(settings.all_values)
@@ -195,6 +164,6 @@ routes = [
         path="/admin",
         guards=[common.requires_admin],
         route_handlers=[list_users, create_user, reset_user, confirm_deactivate, set_user_active, confirm_two_factor_reset,
-                        reset_two_factor, show_audit, export_audit, show_settings, save_settings],
+                        reset_two_factor, show_settings, save_settings],
     )
 ]

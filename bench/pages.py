@@ -1,0 +1,264 @@
+"""Pages at a registry's volumes: every list and search page, the audit CSV export and `verify`,
+against a real server over a database filled as a registry's would be after years.
+
+    .venv/bin/python bench/pages.py                       # 1,000,000 audit rows, 20,000 shares...
+    .venv/bin/python bench/pages.py --audit 100000 --rounds 3 --requests 20
+    .venv/bin/python bench/pages.py --keep /tmp/relais-pages   # reuse (or keep) the filled folder
+
+Fills (in one transaction, with executemany): 1,000,000 audit rows with a valid HMAC chain
+(computed here with relais.audit's own row_hash and key, the same hashes audit.record writes;
+the insert trigger fills the search index as it does for every row), 20,000 shares and 20,000
+requests with their files, events and submissions, 100,000 files in all (40,000 in the admin's
+My files) and 2,000 partner accounts. Then it starts `python app.py serve` on it, logs in as the
+admin and times each page ``--requests`` times per round; the baseline, measured in the same
+run, is ``/healthz`` (the server's floor for one request). Prints each round's median and p95,
+then the medians of the rounds and their ratio to the baseline, the CSV export's time, size and
+the server's peak RSS (VmHWM, /proc) against its RSS before, and the time of `verify`.
+Targets on this machine: pages under 100 ms median and 250 ms p95, the export's peak under
+150 MB, `verify` under a minute. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from relais import audit  # noqa: E402
+from relais.storage import load_master_key  # noqa: E402
+from tests.serving import ROOT, Server  # noqa: E402
+
+EMAIL, PASSWORD = "bench-admin@registry.example", "violet tugboat marmalade bench"
+ACTIONS = ["login.success", "login.failure", "file.upload", "file.download", "share.create", "share.access",
+           "share.download", "mail.queued", "mail.sent", "request.create", "request.transmit", "upload.start"]
+
+
+def _at(i: int, total: int) -> str:
+    """Row i of total spread over two years, in order (ISO UTC with microseconds, as clock writes)."""
+    seconds = int(i * (2 * 365 * 86400) / max(total, 1))
+    day, rest = divmod(seconds, 86400)
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(days=day, seconds=rest, microseconds=i % 1_000_000)
+    return moment.isoformat(timespec="microseconds")
+
+
+def fill(server: Server, counts: dict) -> None:
+    db_path = Path(server.env["RELAIS_DATA_DIR"]) / "relais.db"
+    key = audit.derive_key(load_master_key(Path(server.env["RELAIS_MASTER_KEY_FILE"]), create=False))
+    conn = sqlite3.connect(db_path)
+    started = time.monotonic()
+    conn.execute("BEGIN")
+    admin = conn.execute("SELECT id FROM users WHERE email = ?", [EMAIL]).fetchone()[0]
+    now = "2026-11-01T00:00:00.000000+00:00"
+    conn.executemany("INSERT INTO users (email, name, role, created_at) VALUES (?, ?, ?, ?)",
+                     [(f"staff-{i:04}@registry.example", f"Staff {i}", "staff", now) for i in range(100)]
+                     + [(f"partner-{i:05}@partner.example", f"Partner {i}", "partner", now) for i in range(counts["partners"])])
+    staff = [r[0] for r in conn.execute("SELECT id FROM users WHERE role = 'staff'")]
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'partners'").fetchone():
+        print("note: a partners table exists; only partner accounts (users) are filled", flush=True)
+
+    def file_rows(n, owner_of):
+        rows = []
+        for i in range(n):
+            at = _at(i, n)
+            rows.append((secrets.token_hex(16), owner_of(i), f"report-{i:06}.csv", 1000 + i, "0" * 64, "text/csv", b"\0" * 60,
+                         secrets.token_hex(16), "complete", at, at))
+        return rows
+
+    insert_file = ("INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name, state,"
+                   " created_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    n_shares, n_requests = counts["shares"], counts["requests"]
+    mine = file_rows(counts["my_files"], lambda i: admin)
+    shared = file_rows(n_shares, lambda i: admin)
+    requested = file_rows(n_requests, lambda i: admin)
+    others = file_rows(counts["files"] - len(mine) - len(shared) - len(requested), lambda i: staff[i % len(staff)])
+    for rows in (mine, shared, requested, others):
+        conn.executemany(insert_file, rows)
+
+    share_ids = [secrets.token_hex(16) for _ in range(n_shares)]
+    conn.executemany(
+        "INSERT INTO shares (id, owner_id, token_hash, password_hash, language, created_at, expires_at)"
+        " VALUES (?, ?, ?, 'x', 'en', ?, ?)",
+        [(sid, admin, secrets.token_hex(32), _at(i, n_shares), "2099-01-01T00:00:00.000000+00:00") for i, sid in enumerate(share_ids)])
+    conn.executemany("INSERT INTO share_files (share_id, file_id) VALUES (?, ?)", [(sid, f[0]) for sid, f in zip(share_ids, shared)])
+    conn.executemany("INSERT INTO share_recipients (share_id, email) VALUES (?, ?)",
+                     [(sid, f"recipient-{i}@example.org") for i, sid in enumerate(share_ids)])
+    conn.executemany("INSERT INTO link_events (kind, object_id, at, event, ip, user_agent) VALUES ('share', ?, ?, 'access', ?, 'x')",
+                     [(sid, _at(i, n_shares), f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}") for i, sid in enumerate(share_ids)])
+
+    request_ids = [secrets.token_hex(16) for _ in range(n_requests)]
+    conn.executemany(
+        "INSERT INTO requests (id, owner_id, token_hash, password_hash, recipient, language, max_file_size, max_files,"
+        " created_at, expires_at) VALUES (?, ?, ?, 'x', ?, 'en', 1000000, 10, ?, ?)",
+        [(rid, admin, secrets.token_hex(32), f"sender-{i}@example.org", _at(i, n_requests), "2099-01-01T00:00:00.000000+00:00")
+         for i, rid in enumerate(request_ids)])
+    conn.executemany(
+        "INSERT INTO request_submissions (id, request_id, transmitted_at, language, files, bytes, retrieve_by)"
+        " VALUES (?, ?, ?, 'en', 1, 1000, ?)",
+        [(rid, rid, _at(i, n_requests), "2099-01-01T00:00:00.000000+00:00") for i, rid in enumerate(request_ids)])
+    conn.executemany("INSERT INTO request_files (file_id, request_id, submission_id) VALUES (?, ?, ?)",
+                     [(f[0], rid, rid) for rid, f in zip(request_ids, requested)])
+
+    # The audit trail, chained as audit.record chains it (same fields, same canonical JSON, same key).
+    last = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    prev = last[0] if last else audit.GENESIS
+    total, batch = counts["audit"], []
+    insert = ("INSERT INTO audit_log (at, actor, action, object, ip, user_agent, detail, prev_hash, hash)"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    for i in range(total):
+        action = ACTIONS[i % len(ACTIONS)]
+        row = {"at": _at(i, total), "actor": f"staff-{i % 100:04}@registry.example", "action": action,
+               "object": secrets.token_hex(16), "ip": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
+               "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+               "detail": json.dumps({"name": f"report-{i:07}.csv", "size": 1000 + i}, ensure_ascii=False, sort_keys=True)}
+        digest = audit.row_hash(key, prev, row)
+        batch.append((*[row[f] for f in audit.FIELDS], prev, digest))
+        prev = digest
+        if len(batch) == 20_000:
+            conn.executemany(insert, batch)
+            batch = []
+    conn.executemany(insert, batch)
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    print(f"filled in {time.monotonic() - started:.0f} s: {db_path.stat().st_size / 2**20:.0f} MiB", flush=True)
+
+
+def login(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=600)
+    client.get("/login")
+    csrf = client.cookies["__Host-csrf"] if "__Host-csrf" in client.cookies else client.cookies.get("csrf")
+    response = client.post("/login", data={"email": EMAIL, "password": PASSWORD, "_csrf_token": csrf})
+    if response.status_code >= 400:
+        raise RuntimeError(f"login: {response.status_code} {response.text[:300]}")
+    return client
+
+
+def rss(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of the process, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    def field(name):
+        return int(re.search(rf"{name}:\s+(\d+) kB", status).group(1)) / 1024
+    return field("VmRSS"), field("VmHWM")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20, help="requests per page per round")
+    parser.add_argument("--audit", type=int, default=1_000_000)
+    parser.add_argument("--shares", type=int, default=20_000)
+    parser.add_argument("--requests-made", type=int, default=20_000)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--partners", type=int, default=2_000)
+    parser.add_argument("--keep", type=Path, help="the folder to fill (or to reuse, if filled)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="relais-pages-"))
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    server = Server(work / "data")
+    # The base URL is plain http: cookies must not be Secure-only for this client.
+    server.env["RELAIS_BASE_URL"] = server.url
+    server.env["RELAIS_COOKIE_SECURE"] = "false"
+    if not (work / "data" / "relais.db").exists() or not (work / "filled").exists():
+        server.command("create-admin", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+        fill(server, {"audit": args.audit, "shares": args.shares, "requests": args.requests_made, "files": args.files,
+                      "my_files": min(40_000, args.files // 2), "partners": args.partners})
+        (work / "filled").write_text("yes\n")
+    server.start()
+    try:
+        client = login(server.url)
+        some_object = client.get("/admin/audit").text
+        found = re.search(r'<code class="audit-sub">([0-9a-f]{32})</code>', some_object)
+        obj = found.group(1) if found else "none"
+        pages = {
+            "baseline /healthz": "/healthz",
+            "home": "/",
+            "My files": "/files",
+            "My files page 400": "/files?page=400",
+            "shares": "/shares",
+            "shares page 200": "/shares?page=200",
+            "requests": "/requests",
+            "accounts": "/admin/users",
+            "accounts page 40": "/admin/users?page=40",
+            "audit": "/admin/audit",
+            "audit action": "/admin/audit?action=share.download",
+            "audit person": "/admin/audit?person=staff-0042",
+            "audit object": f"/admin/audit?object={obj}",
+            "audit dates": "/admin/audit?from=2025-06-01&to=2025-06-30",
+            "audit words": "/admin/audit?q=report-00123",
+            "audit label (nl)": "/admin/audit?q=Aangemeld&lang=nl",
+            "audit all filters": "/admin/audit?person=staff-0010&action=file.upload&from=2025-01-01&to=2026-12-31&q=report",
+            "audit finds nothing": "/admin/audit?q=nothing-matches-this",
+            "audit older page": None,
+        }
+        first = client.get("/admin/audit?q=report").text
+        older = re.findall(r'href="(/admin/audit\?[^"]*older=\d+)"', first)
+        pages["audit older page"] = older[0].replace("&amp;", "&") if older else "/admin/audit"
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in pages}
+        for n in range(args.rounds):
+            for name, path in pages.items():
+                headers = {"accept-language": "nl"} if path.endswith("&lang=nl") else {}
+                status = client.get(path, headers=headers).status_code  # once to warm, not timed
+                if status == 404:
+                    continue
+                took = []
+                for _ in range(args.requests):
+                    t = time.perf_counter()
+                    response = client.get(path, headers=headers)
+                    took.append((time.perf_counter() - t) * 1000)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{path}: {response.status_code}")
+                took.sort()
+                median, p95 = statistics.median(took), took[max(0, int(len(took) * 0.95) - 1)]
+                results[name].append((median, p95))
+                print(f"round {n + 1}  {name:<22} median {median:7.1f} ms  p95 {p95:7.1f} ms", flush=True)
+        base = statistics.median(m for m, _ in results["baseline /healthz"])
+        print(f"\nmedians of {args.rounds} rounds of {args.requests} requests (ratio: median / baseline)")
+        for name, rounds in results.items():
+            if not rounds:
+                print(f"  {name:<22} (absent on this version)")
+                continue
+            median, p95 = statistics.median(m for m, _ in rounds), statistics.median(p for _, p in rounds)
+            verdict = "ok" if median < 100 and p95 < 250 else "SLOW"
+            print(f"  {name:<22} median {median:7.1f} ms  p95 {p95:7.1f} ms  {median / base:6.1f} x baseline  {verdict}")
+
+        before, before_peak = rss(server.process.pid)
+        exports = []
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            size = rows = 0
+            with client.stream("GET", "/admin/audit.csv") as response:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    rows += chunk.count(b"\n")
+            exports.append(time.perf_counter() - t)
+        _, peak = rss(server.process.pid)
+        print(f"\nCSV export of the whole trail: median {statistics.median(exports):.1f} s of {args.rounds},"
+              f" {size / 2**20:.0f} MiB, {rows - 1} rows; server RSS before {before:.0f} MB (peak {before_peak:.0f} MB), peak after {peak:.0f} MB"
+              f" ({'ok' if peak < 150 else 'OVER 150 MB'})")
+    finally:
+        server.stop()
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "app.py", "verify"], cwd=ROOT, env=server.env, capture_output=True, text=True)
+    took = time.perf_counter() - t
+    print(f"verify: {took:.1f} s, exit {done.returncode}: {done.stdout.strip()[:300]}"
+          f" ({'ok' if took < 60 else 'OVER A MINUTE'})")
+    print(f"data folder: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
