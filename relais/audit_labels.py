@@ -124,6 +124,7 @@ KEYS = {
     "file": N_("File"),
     "first": N_("First complete download"),
     "files": N_("Files"),
+    "filters": N_("Search"),
     "hash": N_("Hash"),
     "kind": N_("E-mail"),
     "language": N_("Language"),
@@ -258,6 +259,8 @@ def details(raw: str) -> list[Detail]:
             kind = "size"
         elif key in TIMES and isinstance(value, str):
             kind = "time"
+        elif isinstance(value, dict):
+            value, kind = ", ".join(f"{k}: {v}" for k, v in value.items()), "text"
         elif isinstance(value, list):
             value, kind = ", ".join(str(v) for v in value), "code" if key in CODES else "text"
         elif key in CODES:

@@ -19,6 +19,7 @@ ordered by: ids grow with time, and the range allows for a clock set back by up 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import unicodedata
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ TEXT_LIMIT = 200  # characters of any one filter
 COUNT_CAP = 10_000  # beyond this a page says "more than 10,000"
 COUNT_SECONDS = 0.03  # a count that would take longer is not made: the page says "many"
 MANY_WORDS = 5_000  # words matching more rows than this let the other filters lead (see _Query)
+SCAN_BATCH = 500  # rows read at a time when they are checked against the words here
+COUNT_SCAN = 20_000  # rows checked at most to count them; past this the page says "many"
 CLOCK_SLACK = timedelta(hours=1)
 LABEL_MIN = 3  # characters of free text before it is looked for in the labels
 EXPORT_BATCH = 500
@@ -102,10 +105,34 @@ def _phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"*'
 
 
+def _tokens(text: str) -> list[str]:
+    """Words as the index's tokenizer (unicode61, accents removed) cuts them: runs of letters and digits."""
+    return re.findall(r"[^\W_]+", _fold(text))
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.split() if _tokens(w)]
+
+
+def _matches(row: dict, words: list[str], codes: list[str]) -> bool:
+    """What the index's query does, for one row: each word's tokens in a row, the last one as a
+    prefix (or the row's action among those the text names by label)."""
+    if row["action"] in codes:
+        return True
+    tokens = _tokens(" ".join(str(row[k]) for k in ("actor", "action", "object", "ip", "detail")))
+    for word in words:
+        wanted = _tokens(word)
+        n = len(wanted)
+        if not any(tokens[i:i + n - 1] == wanted[:-1] and tokens[i + n - 1].startswith(wanted[-1])
+                   for i in range(len(tokens) - n + 1)):
+            return False
+    return True
+
+
 def match_expression(text: str, language: str) -> str:
     """The FTS5 query of the free text: each word as a prefix, all of them, in the words column;
     or, when the text is part of action labels, those actions (the code column)."""
-    words = [w for w in text.split() if w.strip('"')]
+    words = _words(text)
     if not words:
         return ""
     expression = "words : (" + " ".join(_phrase(w) for w in words) + ")"
@@ -134,6 +161,8 @@ class _Query:
     # many rows and a person, an action or an object narrows them more, the table's indexes (each
     # row they find then looked up in the text index).
     by_text: bool = True
+    words: tuple[str, ...] = ()  # the free text's words and the actions it names, when the
+    codes: tuple[str, ...] = ()  # rows are read by the table's indexes and checked here (_matches)
 
 
 def _query(conn, filters: Filters, language: str) -> _Query:
@@ -176,7 +205,8 @@ def _query(conn, filters: Filters, language: str) -> _Query:
         many = conn.execute("SELECT count(*) FROM (SELECT 1 FROM audit_search WHERE audit_search MATCH ? LIMIT ?)",
                             [match, MANY_WORDS + 1]).fetchone()[0]
         by_text = many <= MANY_WORDS
-    return _Query(conditions, params, match, low, high, by_text)
+    return _Query(conditions, params, match, low, high, by_text, tuple(_words(filters.text)),
+                  tuple(actions_labelled(filters.text, language)))
 
 
 def _select(q: _Query, columns: str, bound: str, bound_value: int | None, descending: bool, limit: int) -> tuple[str, list]:
@@ -187,9 +217,6 @@ def _select(q: _Query, columns: str, bound: str, bound_value: int | None, descen
     if by_text:
         where.insert(0, "audit_search MATCH ?")
         params.insert(0, q.match)
-    elif q.match:
-        where.append("EXISTS (SELECT 1 FROM audit_search WHERE audit_search MATCH ? AND rowid = audit_log.id)")
-        params.append(q.match)
     if q.low is not None:
         where.append(f"{key} >= ?")
         params.append(q.low)
@@ -205,9 +232,37 @@ def _select(q: _Query, columns: str, bound: str, bound_value: int | None, descen
     return sql, [*params, limit]
 
 
+def _checked(q: _Query) -> bool:
+    """Whether the rows read must still be checked against the words (see _Query.by_text)."""
+    return bool(q.match) and not q.by_text
+
+
+def _read(conn, q: _Query, bound: str, bound_value: int | None, descending: bool, limit: int) -> list[dict]:
+    """Up to ``limit`` matching rows beyond ``bound_value``, in the reading's direction."""
+    if not _checked(q):
+        sql, params = _select(q, "audit_log.*", bound, bound_value, descending, limit)
+        return [dict(r) for r in conn.query(sql, params)]
+    found: list[dict] = []
+    while len(found) < limit:
+        sql, params = _select(q, "audit_log.*", bound, bound_value, descending, SCAN_BATCH)
+        batch = [dict(r) for r in conn.query(sql, params)]
+        found += [r for r in batch if _matches(r, q.words, q.codes)]
+        if len(batch) < SCAN_BATCH:
+            break
+        bound_value = batch[-1]["id"]
+    return found[:limit]
+
+
 def _count(conn, q: _Query) -> tuple[int | None, bool]:
     """(matching rows up to COUNT_CAP, more than that?); (None, False) when counting them would
     take longer than COUNT_SECONDS (rows that few match among many): the page then says "many"."""
+    if _checked(q):
+        sql, params = _select(q, "audit_log.*", "<", None, True, COUNT_SCAN + 1)
+        rows = [dict(r) for r in conn.query(sql, params)]
+        if len(rows) > COUNT_SCAN:
+            return None, False
+        count = sum(1 for r in rows if _matches(r, q.words, q.codes))
+        return min(count, COUNT_CAP), count > COUNT_CAP
     sql, params = _select(q, "1", "<", None, True, COUNT_CAP + 1)
     try:
         with db.time_limit(conn, COUNT_SECONDS):
@@ -227,14 +282,12 @@ def page(conn, filters: Filters, language: str, older_than: int | None = None, n
     if q.low is not None and q.high is not None and q.low > q.high:
         return paging.Cursor([], newer=None, older=None, count=0, capped=False)
     if newer_than is not None:
-        sql, params = _select(q, "audit_log.*", ">", newer_than, False, per_page + 1)
-        rows = [dict(r) for r in conn.query(sql, params)]
+        rows = _read(conn, q, ">", newer_than, False, per_page + 1)
         has_newer = len(rows) > per_page
         rows = rows[:per_page][::-1]
         has_older = True  # we came from there
     else:
-        sql, params = _select(q, "audit_log.*", "<", older_than, True, per_page + 1)
-        rows = [dict(r) for r in conn.query(sql, params)]
+        rows = _read(conn, q, "<", older_than, True, per_page + 1)
         has_older = len(rows) > per_page
         rows = rows[:per_page]
         has_newer = older_than is not None
@@ -255,5 +308,4 @@ def batch_below(conn, filters: Filters, language: str, below: int, size: int = E
     q = _query(conn, filters, language)
     if q.low is not None and q.high is not None and q.low > q.high:
         return []
-    sql, params = _select(q, "audit_log.*", "<", below, True, size)
-    return [dict(r) for r in conn.query(sql, params)]
+    return _read(conn, q, "<", below, True, size)

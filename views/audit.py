@@ -44,7 +44,7 @@ async def export_audit(request: Request) -> Stream:
 
     def start(db) -> int:
         through = audit_search.newest_id(db)
-        audit.record(db, who, "audit.export", "", through=through, **filters.recorded())
+        audit.record(db, who, "audit.export", "", through=through, filters=filters.recorded())
         return through
 
     through = await database.write_async(start)
