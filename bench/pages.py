@@ -224,7 +224,8 @@ def main() -> int:
                 took.sort()
                 median, p95 = statistics.median(took), took[max(0, int(len(took) * 0.95) - 1)]
                 results[name].append((median, p95))
-                print(f"round {n + 1}  {name:<22} median {median:7.1f} ms  p95 {p95:7.1f} ms", flush=True)
+                print(f"round {n + 1}  {name:<22} median {median:7.1f} ms  p95 {p95:7.1f} ms"
+                      f"  (server RSS {rss(server.process.pid)[0]:.0f} MB)", flush=True)
         base = statistics.median(m for m, _ in results["baseline /healthz"])
         print(f"\nmedians of {args.rounds} rounds of {args.requests} requests (ratio: median / baseline)")
         for name, rounds in results.items():

@@ -5,8 +5,10 @@ found nothing). Here every filter has its index: the actor, the action, the obje
 are B-tree indexes of ``audit_log``; the free text goes through ``audit_search``, an FTS5 index of
 each row's actor, action, object, address and detail that an insert trigger keeps in step
 (migration ``0012_audit_search``; the trail only grows). A word matches the words that begin
-with it (``ada`` finds ``ada@registry.example``, ``10.9`` finds ``10.9.0.1``); several words must
-all match. Text that is part of an action's label in the reader's language (``Aangemeld``,
+with it (``ada`` finds ``ada@registry.example``, ``10.9.100`` finds ``10.9.100.1``), but a last
+part of one or two characters only itself (``10.9`` is 10 then 9: "every word beginning with 9"
+would be most of the index, merged anew for each query); several words must all match. When the
+words match many rows, the rows are read through the table and checked here instead (see _Query). Text that is part of an action's label in the reader's language (``Aangemeld``,
 ``Échec de la connexion``) finds that action too.
 
 Pages are keyset pages (:class:`relais.paging.Cursor`), most recent first: "older than row N",
@@ -23,7 +25,7 @@ import re
 import sqlite3
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time, timedelta
 
 from relais import clock, db, i18n, paging, times
@@ -34,9 +36,11 @@ COUNT_CAP = 10_000  # beyond this a page says "more than 10,000"
 COUNT_SECONDS = 0.03  # a count that would take longer is not made: the page says "many"
 MANY_WORDS = 5_000  # words matching more rows than this let the other filters lead (see _Query)
 SCAN_BATCH = 500  # rows read at a time when they are checked against the words here
-COUNT_SCAN = 20_000  # rows checked at most to count them; past this the page says "many"
+COUNT_SCAN = 2_000  # rows checked at most to count them; past this the page says "many"
+SCAN_LIMIT = 2_000  # rows checked at most for a page before the text index leads after all
 CLOCK_SLACK = timedelta(hours=1)
 LABEL_MIN = 3  # characters of free text before it is looked for in the labels
+PREFIX_MIN = 3  # a word's last part shorter than this is a whole word, not the start of one
 EXPORT_BATCH = 500
 
 
@@ -83,6 +87,8 @@ def from_query(params: Mapping) -> Filters:
 
 def _fold(text: str) -> str:
     """Lowercase and without accents: how labels and typed words are compared."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -101,8 +107,9 @@ def action_choices(language: str) -> list[tuple[str, str]]:
                   key=lambda choice: (_fold(choice[1]), choice[0]))
 
 
-def _phrase(word: str) -> str:
-    return '"' + word.replace('"', '""') + '"*'
+def _phrase(word: str, prefix: bool = True) -> str:
+    prefix = prefix and len(_tokens(word)[-1]) >= PREFIX_MIN
+    return '"' + word.replace('"', '""') + '"' + ("*" if prefix else "")
 
 
 def _tokens(text: str) -> list[str]:
@@ -123,19 +130,24 @@ def _matches(row: dict, words: list[str], codes: list[str]) -> bool:
     for word in words:
         wanted = _tokens(word)
         n = len(wanted)
-        if not any(tokens[i:i + n - 1] == wanted[:-1] and tokens[i + n - 1].startswith(wanted[-1])
+        last = wanted[-1]
+        short = len(last) < PREFIX_MIN
+        if not any(tokens[i:i + n - 1] == wanted[:-1] and (tokens[i + n - 1] == last if short
+                                                           else tokens[i + n - 1].startswith(last))
                    for i in range(len(tokens) - n + 1)):
             return False
     return True
 
 
-def match_expression(text: str, language: str) -> str:
+def match_expression(text: str, language: str, prefix: bool = True) -> str:
     """The FTS5 query of the free text: each word as a prefix, all of them, in the words column;
-    or, when the text is part of action labels, those actions (the code column)."""
+    or, when the text is part of action labels, those actions (the code column). Without
+    ``prefix``, the words as they are: a query FTS5 answers lazily (a prefix query first merges
+    the row lists of every word that starts so), to tell whether they match many rows."""
     words = _words(text)
     if not words:
         return ""
-    expression = "words : (" + " ".join(_phrase(w) for w in words) + ")"
+    expression = "words : (" + " ".join(_phrase(w, prefix) for w in words) + ")"
     codes = actions_labelled(text, language)
     if codes:
         expression = f"({expression}) OR code : (" + " OR ".join("a" + c.encode().hex().upper() for c in codes) + ")"
@@ -158,8 +170,9 @@ class _Query:
     low: int | None  # ids from here
     high: int | None  # to here (both None: no bound); low > high: nothing can match
     # Who leads the reading: the text index (its matches in id order), or, when the words match
-    # many rows and a person, an action or an object narrows them more, the table's indexes (each
-    # row they find then looked up in the text index).
+    # many rows (an FTS5 prefix query then merges every word that starts so, on each query), the
+    # table and its indexes, each row they find checked against the words here (_matches), as
+    # long as that finds the page within SCAN_LIMIT rows.
     by_text: bool = True
     words: tuple[str, ...] = ()  # the free text's words and the actions it names, when the
     codes: tuple[str, ...] = ()  # rows are read by the table's indexes and checked here (_matches)
@@ -201,9 +214,9 @@ def _query(conn, filters: Filters, language: str) -> _Query:
         high = after[0] - 1 if after else None
     match = match_expression(filters.text, language)
     by_text = True
-    if match and (filters.person or filters.action or filters.object):
+    if match:
         many = conn.execute("SELECT count(*) FROM (SELECT 1 FROM audit_search WHERE audit_search MATCH ? LIMIT ?)",
-                            [match, MANY_WORDS + 1]).fetchone()[0]
+                            [match_expression(filters.text, language, prefix=False), MANY_WORDS + 1]).fetchone()[0]
         by_text = many <= MANY_WORDS
     return _Query(conditions, params, match, low, high, by_text, tuple(_words(filters.text)),
                   tuple(actions_labelled(filters.text, language)))
@@ -243,13 +256,18 @@ def _read(conn, q: _Query, bound: str, bound_value: int | None, descending: bool
         sql, params = _select(q, "audit_log.*", bound, bound_value, descending, limit)
         return [dict(r) for r in conn.query(sql, params)]
     found: list[dict] = []
+    start, scanned, size = bound_value, 0, 2 * limit
     while len(found) < limit:
-        sql, params = _select(q, "audit_log.*", bound, bound_value, descending, SCAN_BATCH)
+        if scanned >= SCAN_LIMIT:  # the words are rare here after all: let the text index lead
+            sql, params = _select(replace(q, by_text=True), "audit_log.*", bound, start, descending, limit)
+            return [dict(r) for r in conn.query(sql, params)]
+        sql, params = _select(q, "audit_log.*", bound, bound_value, descending, size)
         batch = [dict(r) for r in conn.query(sql, params)]
         found += [r for r in batch if _matches(r, q.words, q.codes)]
-        if len(batch) < SCAN_BATCH:
+        scanned += len(batch)
+        if len(batch) < size:
             break
-        bound_value = batch[-1]["id"]
+        bound_value, size = batch[-1]["id"], min(2 * size, SCAN_BATCH)
     return found[:limit]
 
 
@@ -257,11 +275,18 @@ def _count(conn, q: _Query) -> tuple[int | None, bool]:
     """(matching rows up to COUNT_CAP, more than that?); (None, False) when counting them would
     take longer than COUNT_SECONDS (rows that few match among many): the page then says "many"."""
     if _checked(q):
-        sql, params = _select(q, "audit_log.*", "<", None, True, COUNT_SCAN + 1)
-        rows = [dict(r) for r in conn.query(sql, params)]
-        if len(rows) > COUNT_SCAN:
+        sql, params = _select(q, "1", "<", None, True, COUNT_SCAN + 1)
+        try:
+            with db.time_limit(conn, COUNT_SECONDS):
+                candidates = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
             return None, False
-        count = sum(1 for r in rows if _matches(r, q.words, q.codes))
+        if candidates > COUNT_SCAN:
+            return None, False
+        sql, params = _select(q, "audit_log.*", "<", None, True, COUNT_SCAN)
+        count = sum(1 for r in conn.query(sql, params) if _matches(r, q.words, q.codes))
         return min(count, COUNT_CAP), count > COUNT_CAP
     sql, params = _select(q, "1", "<", None, True, COUNT_CAP + 1)
     try:

@@ -122,7 +122,14 @@ def test_words_are_prefixes_and_all_must_match(app, admin_client):
 
 def test_addresses_and_ids_are_found_by_their_start(app, admin_client):
     record(app, "login.success", "x", who=audit.Who(actor="someone@registry.example", ip="10.9.8.7"))
-    assert objects(search(admin_client, q="10.9.8")) == ["x"]
+    record(app, "login.success", "y", who=audit.Who(actor="other@registry.example", ip="10.9.87.1"))
+    record(app, "login.success", "z", who=audit.Who(actor="third@registry.example", ip="10.9.123.4"))
+    assert objects(search(admin_client, q="10.9.8")) == ["x"]  # a last part of 1 or 2 characters is a whole word
+    assert objects(search(admin_client, q="10.9.87")) == ["y"]
+    assert objects(search(admin_client, q="10.9.12")) == []
+    assert objects(search(admin_client, q="10.9.123")) == ["z"]
+    assert objects(search(admin_client, q="third@registry.exa")) == ["z"]  # from 3 characters, the start of a word
+    assert objects(search(admin_client, q="someone@reg")) == ["x"]
     assert objects(search(admin_client, q="someone@registry")) == ["x"]
     assert objects(search(admin_client, q="login.success someone")) == ["x"]
 
@@ -363,3 +370,19 @@ def test_filters_from_a_query_string():
     assert filters == audit_search.Filters(person="ada", since=date(2026, 11, 1), text="x" * audit_search.TEXT_LIMIT)
     assert filters.recorded() == {"person": "ada", "since": "2026-11-01", "text": "x" * audit_search.TEXT_LIMIT}
     assert audit_search.from_query({}).empty
+
+
+@pytest.mark.parametrize("words", ["report", "quarterly report", "10.9.8", "10.9.123", "someone@reg", "Échec", "nothing"])
+def test_rows_checked_here_match_as_the_index_does(app, monkeypatch, words):
+    """Broad words are checked on the rows read through the table (audit_search._matches): the
+    same rows as through the index."""
+    for i, (name, ip) in enumerate([("quarterly-report.pdf", "10.9.8.7"), ("report.csv", "10.9.123.4"),
+                                    ("Échec.txt", "10.9.87.1"), ("other.pdf", "192.0.2.1")]):
+        record(app, "file.upload", f"f{i}", who=audit.Who(actor="someone@registry.example", ip=ip), name=name)
+        record(app, "login.failure", f"l{i}", reason="wrong_password")
+    filters = audit_search.Filters(text=words, person="someone")
+    by_index = [r["id"] for r in audit_search.page(app.state.db.conn, filters, "fr")]
+    monkeypatch.setattr(audit_search, "MANY_WORDS", -1)  # every word is "many": rows checked here
+    assert not audit_search._query(app.state.db.conn, filters, "fr").by_text
+    checked = audit_search.page(app.state.db.conn, filters, "fr")
+    assert [r["id"] for r in checked] == by_index
