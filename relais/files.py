@@ -307,7 +307,8 @@ def shred(database: Database, files_dir: Path, select: Callable[[Any], list[dict
 def purge_orphans(database: Database, files_dir: Path, older_than: timedelta = timedelta(hours=UPLOAD_HOURS)) -> int:
     """Delete data files that no row names (a crash between creating the file and its row, or
     between deleting a row and its file). Young ones are left: their row may be on its way."""
-    known = {r["storage_name"] for r in database.query("SELECT storage_name FROM files")}
+    # A set of names read row by row: a list of every row as a dict first took 60 MB at 100,000 files.
+    known = database.read_sync(lambda conn: {row[0] for row in conn.execute("SELECT storage_name FROM files")})
     cutoff = (clock.now() - older_than).timestamp()
     removed = 0
     for path in Path(files_dir).iterdir():
