@@ -92,3 +92,22 @@ def test_the_audit_index_example(app, staff):
     app.state.db.write(lambda db: audit.record(db, audit.SYSTEM, "file.upload", "f9", name="report.pdf"))
     rows = app.state.db.query(example("Audit events by words"))
     assert [(r["action"], r["object"]) for r in rows] == [("file.upload", "f9")]
+
+
+def test_partner_access_about_to_expire(app, staff):
+    """The view compares with SQLite's own clock ('now'): access ends are set relative to it."""
+    def insert(db):
+        db.execute("INSERT INTO institutions (name, name_key, created_at) VALUES ('St. Elsewhere', 'st. elsewhere',"
+                   " '2026-11-01T00:00:00+00:00')")
+        for email, ends in (("soon@partner.example", "+3 days"), ("later@partner.example", "+30 days"),
+                            ("past@partner.example", "-1 days")):
+            db.execute("INSERT INTO users (email, name, role, created_at) VALUES (?, ?, 'partner', '2026-11-01T00:00:00+00:00')",
+                       [email, email.split("@")[0]])
+            db.execute("INSERT INTO partners (user_id, institution_id, contact_id, access_until, updated_at)"
+                       " SELECT users.id, institutions.id, ?, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', ?),"
+                       " '2026-11-01T00:00:00+00:00' FROM users, institutions WHERE users.email = ?", [staff.id, ends, email])
+
+    app.state.db.write(insert)
+    rows = app.state.db.query(example("Partners whose access ends this week"))
+    assert [(r["email"], r["institution"], r["contact"]) for r in rows] == [
+        ("soon@partner.example", "St. Elsewhere", staff.email)]
