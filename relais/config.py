@@ -25,6 +25,9 @@ class Config:
     base_url: str = "http://127.0.0.1:8000"
     # Outside data/ in production so that a copy of the data folder reveals nothing.
     master_key_file: Path | None = None
+    # The day keys that wrap file keys (relais/storage/epochs.py): outside the data folder and out
+    # of every backup, so that a deleted file's key in a backup dies with its day's key.
+    epoch_keys_dir: Path | None = None
     # Proxies whose X-Forwarded-For we believe (Caddy on the same host by default).
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     smtp_host: str = ""
@@ -82,6 +85,12 @@ class Config:
     def resolved_master_key_file(self) -> Path:
         return self.master_key_file or (self.data_dir / "master.key")
 
+    @property
+    def resolved_epoch_keys_dir(self) -> Path:
+        """Beside the master key unless set: wherever the master key is kept, its day keys are too."""
+        key = self.resolved_master_key_file
+        return self.epoch_keys_dir or key.with_name(key.name + ".epochs")
+
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
@@ -112,6 +121,7 @@ FIELDS = {
     "port": ("RELAIS_PORT", int),
     "base_url": ("RELAIS_BASE_URL", lambda v: v.rstrip("/")),
     "master_key_file": ("RELAIS_MASTER_KEY_FILE", Path),
+    "epoch_keys_dir": ("RELAIS_EPOCH_KEYS_DIR", Path),
     "trusted_proxies": ("RELAIS_TRUSTED_PROXIES", _proxies),
     "smtp_host": ("RELAIS_SMTP_HOST", str),
     "smtp_port": ("RELAIS_SMTP_PORT", int),

@@ -85,13 +85,16 @@ def data_path(files_dir: Path, stored: StoredFile | dict) -> Path:
     return Path(files_dir) / storage_name
 
 
-def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, name: str, media_type: str,
+def begin(database: Database, keys: storage.EpochKeys, files_dir: Path, owner_id: int, name: str, media_type: str,
           upload: dict | None = None, who: audit.Who = audit.SYSTEM) -> tuple[str, storage.SegmentWriter]:
     """Create an invisible file (state 'uploading') and its open writer; returns (file id, writer).
 
     ``upload`` (id, target_kind, target_id, length) also creates the tus ``uploads`` row, and its
     audit event, in the same transaction.
     The data file is created before the row: a crash in between leaves an unlisted file without a key.
+    The key is wrapped by today's day key inside the insert's transaction, the day read there: a
+    day's key is destroyed only in a transaction a day or more after the day ended, so a row can
+    never name a day whose key is already gone (relais/key_epochs.py).
     An announced length that would cut into the disk's reserve for the database raises
     space.DiskFull before anything is created.
     """
@@ -103,10 +106,11 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
     now, expires = clock.now_iso(), clock.in_(timedelta(hours=UPLOAD_HOURS))
 
     def insert(db):
+        epoch = storage.epoch_of(clock.now())
         db.execute(
-            "INSERT INTO files (id, owner_id, name, media_type, wrapped_key, storage_name, state, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'uploading', ?, ?)",
-            [file_id, owner_id, name, media_type, storage.wrap_key(master, key, file_id), storage_name, now, expires],
+            "INSERT INTO files (id, owner_id, name, media_type, wrapped_key, key_epoch, storage_name, state, created_at,"
+            " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'uploading', ?, ?)",
+            [file_id, owner_id, name, media_type, keys.wrap(epoch, key, file_id), epoch, storage_name, now, expires],
         )
         if upload is not None:
             db.execute(
@@ -124,15 +128,16 @@ def begin(database: Database, master: bytes, files_dir: Path, owner_id: int, nam
     return file_id, writer
 
 
-def file_key(master: bytes, row: dict) -> bytes:
-    return storage.unwrap_key(master, row["wrapped_key"], row["id"])
+def file_key(keys: storage.EpochKeys, row: dict) -> bytes:
+    """The key of the file ``row`` (with ``id``, ``wrapped_key`` and ``key_epoch``)."""
+    return keys.unwrap(row["key_epoch"], row["wrapped_key"], row["id"])
 
 
-def head_bytes(master: bytes, files_dir: Path, row: dict, size: int) -> bytes:
-    return b"".join(storage.read_range(data_path(files_dir, row), file_key(master, row), row["id"], 0, min(size, HEAD_BYTES)))
+def head_bytes(keys: storage.EpochKeys, files_dir: Path, row: dict, size: int) -> bytes:
+    return b"".join(storage.read_range(data_path(files_dir, row), file_key(keys, row), row["id"], 0, min(size, HEAD_BYTES)))
 
 
-def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who, file_id: str,
+def complete(database: Database, keys: storage.EpochKeys, files_dir: Path, who: audit.Who, file_id: str,
              writer: storage.SegmentWriter | None, expected_length: int | None = None,
              deliver: Callable[[object, str], None] | None = None) -> StoredFile:
     """Finish the data file, check its content, then make it visible in one transaction.
@@ -151,7 +156,7 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
         size, sha256 = writer.finish()
     else:
         hasher = hashlib.sha256()
-        for block in storage.read_range(path, file_key(master, row), file_id):
+        for block in storage.read_range(path, file_key(keys, row), file_id):
             hasher.update(block)
         size, sha256 = storage.plaintext_size(path), hasher.hexdigest()
     try:
@@ -159,7 +164,7 @@ def complete(database: Database, master: bytes, files_dir: Path, who: audit.Who,
             raise FileRefused("incomplete")
         if size == 0:
             raise FileRefused("empty_file")
-        check_content(row["name"], head_bytes(master, files_dir, row, size))
+        check_content(row["name"], head_bytes(keys, files_dir, row, size))
     except FileRefused as exc:
         discard(database, files_dir, file_id, who, "upload.refused", reason=exc.reason, name=row["name"])
         raise
@@ -208,11 +213,11 @@ def get(database: Database, owner_id: int, file_id: str) -> StoredFile | None:
     return StoredFile.from_row(row) if row else None
 
 
-def key_of(database: Database, master: bytes, stored: StoredFile) -> bytes:
-    row = database.query_one("SELECT id, wrapped_key FROM files WHERE id = ?", [stored.id])
+def key_of(database: Database, keys: storage.EpochKeys, stored: StoredFile) -> bytes:
+    row = database.query_one("SELECT id, wrapped_key, key_epoch FROM files WHERE id = ?", [stored.id])
     if row is None:
         raise storage.StorageError("file was deleted")
-    return file_key(master, row)
+    return file_key(keys, row)
 
 
 def list_files(database: Database, owner_id: int, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:

@@ -62,9 +62,9 @@ class Upload:
 class Engine:
     """This process's tus uploads: their open writers, and the requests writing to them."""
 
-    def __init__(self, database: Database, master: bytes, files_dir: Path,
+    def __init__(self, database: Database, keys: storage.EpochKeys, files_dir: Path,
                  max_open_writers: int = 32, idle_seconds: float = 120):
-        self.database, self.master, self.files_dir = database, master, Path(files_dir)
+        self.database, self.keys, self.files_dir = database, keys, Path(files_dir)
         self.max_open_writers, self.idle_seconds = max_open_writers, idle_seconds
         # upload id -> (writer, when it was last used), least recently used first
         self._writers: OrderedDict[str, tuple[storage.SegmentWriter, float]] = OrderedDict()
@@ -143,7 +143,7 @@ class Engine:
         name, media_type = kind.check_new(self.database, target, raw_name, length)
         upload_id = secrets.token_hex(16)
         file_id, writer = files.begin(
-            self.database, self.master, self.files_dir, kind.owner_id(self.database, target), name, media_type,
+            self.database, self.keys, self.files_dir, kind.owner_id(self.database, target), name, media_type,
             upload={"id": upload_id, "target_kind": target.kind, "target_id": target.id, "length": length}, who=who,
         )
         self._keep(upload_id, writer)
@@ -155,13 +155,13 @@ class Engine:
         body to the target's max_size as it arrives), then the invisible file and its writer."""
         kind = targets.kind(target)
         name, media_type = kind.check_new(self.database, target, raw_name, None)
-        return files.begin(self.database, self.master, self.files_dir, kind.owner_id(self.database, target), name, media_type)
+        return files.begin(self.database, self.keys, self.files_dir, kind.owner_id(self.database, target), name, media_type)
 
     def complete_whole(self, who: audit.Who, target: Target, file_id: str,
                        writer: storage.SegmentWriter) -> files.StoredFile:
         """Finish a file begun by begin_whole(), delivered to its target in the completing transaction."""
         kind = targets.kind(target)
-        return files.complete(self.database, self.master, self.files_dir, who, file_id, writer,
+        return files.complete(self.database, self.keys, self.files_dir, who, file_id, writer,
                               deliver=lambda db, stored_id: kind.deliver(db, target, stored_id))
 
     def find(self, upload_id: str, target: Target) -> Upload | None:
@@ -190,11 +190,11 @@ class Engine:
         return writer if writer is not None else self._resume(upload)
 
     def _resume(self, upload: Upload) -> storage.SegmentWriter | None:
-        row = self.database.query_one("SELECT id, wrapped_key, storage_name FROM files WHERE id = ?", [upload.file_id])
+        row = self.database.query_one("SELECT id, wrapped_key, key_epoch, storage_name FROM files WHERE id = ?", [upload.file_id])
         if row is None:
             raise storage.StorageError("upload was removed")
         try:
-            writer = storage.SegmentWriter.resume(files.data_path(self.files_dir, row), files.file_key(self.master, row),
+            writer = storage.SegmentWriter.resume(files.data_path(self.files_dir, row), files.file_key(self.keys, row),
                                                   row["id"])
         except storage.UploadFinished:
             return None
@@ -246,7 +246,7 @@ class Engine:
         in the same transaction (FileRefused discards it)."""
         self.take(upload.id)
         kind = targets.kind(upload.target)
-        return files.complete(self.database, self.master, self.files_dir, who, upload.file_id, writer,
+        return files.complete(self.database, self.keys, self.files_dir, who, upload.file_id, writer,
                               expected_length=upload.length,
                               deliver=lambda db, file_id: kind.deliver(db, upload.target, file_id))
 

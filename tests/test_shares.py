@@ -27,9 +27,9 @@ def store(app, owner, name: str, content: bytes):
     """A complete file in the owner's "My files", as the uploader leaves it."""
     state = app.state
     _, media_type = files.check_new(state.db, owner.id, name, len(content))
-    file_id, writer = files.begin(state.db, state.master_key, state.config.files_dir, owner.id, name, media_type)
+    file_id, writer = files.begin(state.db, state.file_keys, state.config.files_dir, owner.id, name, media_type)
     writer.write(content)
-    return files.complete(state.db, state.master_key, state.config.files_dir, audit.SYSTEM, file_id, writer)
+    return files.complete(state.db, state.file_keys, state.config.files_dir, audit.SYSTEM, file_id, writer)
 
 
 @pytest.fixture

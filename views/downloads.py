@@ -80,7 +80,7 @@ def effective_range(request: Request, stored: files.StoredFile) -> tuple[int, in
 def file_response(request: Request, stored: files.StoredFile) -> Response:
     """The whole file (200) or one range of it (206), or 416; never cached, never sniffed."""
     state = request.app.state
-    key = files.key_of(state.db, state.master_key, stored)
+    key = files.key_of(state.db, state.file_keys, stored)
     path = files.data_path(state.config.files_dir, stored)
     headers = {
         "Content-Disposition": content_disposition(stored.name), "X-Content-Type-Options": "nosniff",
@@ -124,7 +124,7 @@ def zip_response(request: Request, chosen: list[files.StoredFile]) -> Response:
 
 def _lazy(state, stored: files.StoredFile):
     """Open a member only when the zip reaches it, so a long zip holds one file open at a time."""
-    key = files.key_of(state.db, state.master_key, stored)
+    key = files.key_of(state.db, state.file_keys, stored)
     yield from storage.read_range(files.data_path(state.config.files_dir, stored), key, stored.id)
 
 
