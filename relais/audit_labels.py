@@ -99,6 +99,9 @@ ACTIONS = {
     "partner.sessions_ended": N_("Every session of the partner ended"),
     "partner.refused": N_("Partner refused a staff page"),
     "password.forgot": N_("Forgotten password: link asked for"),
+    "key_epoch.rekey": N_("File keys re-wrapped by today's key"),
+    "key_epoch.destroy": N_("Day key destroyed: its deleted files are gone from the backups too"),
+    "file.restore_left_out": N_("File left out by a restore"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
@@ -116,6 +119,7 @@ KEYS = {
     "delete_after_download": N_("Delete after download"),
     "during": N_("During"),
     "download_limit": N_("Download limit per file"),
+    "due": N_("Due"),
     "end": N_("To byte"),
     "error": N_("Error"),
     "expires_at": N_("Valid until"),
@@ -131,6 +135,7 @@ KEYS = {
     "left": N_("Recovery codes left"),
     "languages": N_("Languages"),
     "length": N_("Size"),
+    "longest_life_days": N_("Longest life of a file (days)"),
     "name": N_("Name"),
     "max_file_size": N_("Largest file"),
     "max_files": N_("Most files"),
@@ -156,6 +161,7 @@ KEYS = {
     "submission": N_("Submission"),
     "to": N_("To"),
     "types": N_("Accepted types"),
+    "unreadable": N_("Files whose key no longer unwrapped"),
     "value": N_("Value"),
 }
 
@@ -181,6 +187,9 @@ VALUES = {
         "code_step_ended": N_("too late for the code, or too many wrong codes"),
         # a partner whose password's validity ended (relais.partners)
         "access_expired": N_("partner's access ended"),
+        # why a restore left a file out (relais.backup)
+        "key_gone": N_("its day key was destroyed"), "data_missing": N_("its data was deleted during the backup"),
+        "unfinished": N_("unfinished upload"),
     },
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
@@ -202,8 +211,8 @@ VALUES = {
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
 SIZES = {"size", "length", "max_file_size", "bytes"}
-TIMES = {"expires_at", "retrieve_by"}
-CODES = {"file", "files", "sha256", "error", "hash", "submission", "fields"}
+TIMES = {"expires_at", "retrieve_by", "due"}
+CODES = {"file", "files", "sha256", "error", "hash", "submission", "fields", "unreadable"}
 
 SYSTEM = N_("Relais (automatic)")
 ANONYMOUS = N_("Not logged in")

@@ -1,10 +1,9 @@
-"""``python app.py COMMAND``: serve, create-admin, reset-two-factor, purge, verify, seal-audit, backup."""
+"""``python app.py COMMAND``: serve, create-admin, reset-two-factor, purge, verify, seal-audit, backup, restore."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,12 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     reset = commands.add_parser("reset-two-factor", help="remove an account's second factor (the last admin lost"
                                                          " their phone and recovery codes)")
     reset.add_argument("--email", required=True)
-    commands.add_parser("purge", help="delete what has expired (sessions, links, files)")
-    commands.add_parser("verify", help="check the audit chain and that the database and the disk agree")
+    commands.add_parser("purge", help="delete what has expired (sessions, links, files) and the day keys no file needs")
+    commands.add_parser("verify", help="check the audit chain, and the database against the disk and the keys")
     commands.add_parser("seal-audit", help="no longer needed: the first start seals an upgrade's old audit rows;"
                                            " refused once the chain is marked keyed")
-    backup = commands.add_parser("backup", help="copy the database (a consistent snapshot) and the files")
+    backup = commands.add_parser("backup", help="copy the database (a consistent snapshot) and the files into a new"
+                                                " folder; never the master key or the day keys")
     backup.add_argument("dest", type=Path)
+    restore = commands.add_parser("restore", help="make an instance from a backup, into an empty data folder")
+    restore.add_argument("src", type=Path)
     return parser
 
 
@@ -41,6 +43,8 @@ def main(argv: list[str], create_app) -> int:
         return 2
     if args.command == "serve":
         return serve(config, create_app)
+    if args.command == "restore":  # before create_app, which would make a database in the folder
+        return restore(config, args.src, create_app)
     app = create_app(config)
     state = app.state
     try:
@@ -152,20 +156,27 @@ def reset_two_factor(state, email: str) -> int:
 
 
 def verify(state) -> int:
-    """The audit chain, then the database against the disk; exit 1 on any problem."""
+    """The audit chain, then the database against the disk and the keys; one line per problem,
+    exit 1 on any."""
     checked, problem = audit.verify(state.db, state.audit_key, state.audit_marker)
     if problem:
         print(f"audit chain BROKEN after {checked} good rows: {problem}")
     else:
         print(f"audit chain ok: {checked} rows")
-    from relais import files
+    from relais import files, key_epochs
 
     problems = files.check_disk(state.db, state.config.files_dir)
     for line in problems:
         print(f"files: {line}")
     if not problems:
         print("files ok: every stored file is on disk with its size, and no data file is unaccounted for")
-    return 1 if problem or problems else 0
+    key_problems = key_epochs.check(state.db, state.file_keys)
+    for line in key_problems:
+        print(f"keys: {line}")
+    if not key_problems:
+        print(f"keys ok: every file's key unwraps with its day's key ({state.config.resolved_epoch_keys_dir}),"
+              " and no day key is kept past its time")
+    return 1 if problem or problems or key_problems else 0
 
 
 def seal_audit(state) -> int:
@@ -191,13 +202,38 @@ def seal_audit(state) -> int:
 
 def backup(state, dest: Path) -> int:
     """A consistent copy while the server runs: SQLite's backup API, then the encrypted files."""
-    # The copy holds password hashes and wrapped keys: its owner only.
-    dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-    dest.chmod(0o700)
-    (dest / "relais.db").touch(mode=0o600)
-    state.db.backup(dest / "relais.db")
-    files = state.config.files_dir
-    if files.exists():
-        shutil.copytree(files, dest / "files", dirs_exist_ok=True)
-    print(f"backup written to {dest}")
+    from relais import backup as backups, key_epochs, settings
+
+    try:
+        copied = backups.backup(state, dest)
+    except backups.Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    for name in copied.left_out:
+        print(f"left out: data file {name}, deleted while the backup was being made")
+    days = key_epochs.guarantee_days(state.db.read_sync(settings.all_values))
+    config = state.config
+    print(f"backup written to {dest}: the database and {copied.files} data files.\n"
+          f"Not in it, and never: the master key ({config.resolved_master_key_file}) and the day keys"
+          f" ({config.resolved_epoch_keys_dir}).\nKeep them apart from this copy: without them it opens nothing."
+          f" A file deleted from now on can no longer be decrypted from it after {days} days at most.")
+    return 0
+
+
+def restore(config, src: Path, create_app) -> int:
+    """A backup into an empty data folder, with the keys as they are now."""
+    from relais import backup as backups
+
+    try:
+        restored = backups.restore(config, src, create_app)
+    except backups.Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    why = {"key_gone": "its day's key was destroyed (deleted since the backup)",
+           "data_missing": "its data was deleted while the backup was being made",
+           "unfinished": "an unfinished upload (uploads are not backed up: its client starts it again)"}
+    for row, reason in restored.left_out:
+        print(f"left out: file {row['id']} ({row['name']}): {why[reason]}")
+    print(f"restored {src} into {config.data_dir}: {restored.files} files. Check it with `python app.py verify`,"
+          " then serve it.")
     return 0
