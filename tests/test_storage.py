@@ -581,4 +581,4 @@ def test_the_storage_package_has_no_import_cycle():
         order += sorted(ready)
         for name in ready:
             del left[name]
-    assert order[0] == "format" and set(order) == {"format", "disk", "keys", "reader", "writer"}
+    assert order[0] == "format" and set(order) == {"format", "disk", "keys", "epochs", "reader", "writer"}

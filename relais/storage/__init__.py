@@ -1,7 +1,7 @@
 """Encrypted file storage: AES-256-GCM in fixed-size segments, one random key per file.
 
 Its public names, used as ``storage.<name>``, are here; the parts, each importing only those
-below it (``format`` <- ``disk`` <- ``keys``, ``reader``, ``writer``):
+below it (``format`` <- ``disk`` <- ``keys`` <- ``epochs``; ``reader``, ``writer``):
 
 - :mod:`relais.storage.format`: the data file format (documented there), its constants, errors
   and records;

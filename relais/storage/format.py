@@ -1,9 +1,11 @@
 """The encrypted storage format: AES-256-GCM in fixed-size segments, one random key per file.
 
 Keys. The master key file holds 64 hex digits and a newline (mode 0600). Each stored file has its
-own random 32-byte key, kept in the database wrapped by the master key as 60 bytes:
-``nonce(12) | AES-GCM(master, file_key, ad=b"RELAIS-KEYWRAP1\\0" + file_id)``, so a wrapped key
-copied to another file's row does not unwrap. Deleting the wrapped key crypto-shreds the file.
+own random 32-byte key, kept in the database wrapped as 60 bytes by the key of the day it was
+wrapped on (:mod:`relais.storage.epochs`, itself wrapped by the master key); before migration 0011
+it was wrapped by the master key itself:
+``nonce(12) | AES-GCM(master, file_key, ad=b"RELAIS-KEYWRAP1\\0" + file_id)``. Either way a wrapped
+key copied to another file's row does not unwrap. Deleting the wrapped key crypto-shreds the file.
 
 Data file (integers big-endian)::
 
