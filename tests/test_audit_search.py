@@ -13,6 +13,7 @@ import pytest
 
 from relais import audit, audit_export, audit_search, paging
 from relais.migrations import migrations
+from tests.aio import run
 from tests.conftest import PASSWORD, audit_rows
 from tests.serving import Server
 
@@ -280,8 +281,6 @@ def test_the_export_is_the_current_search_in_the_readers_language_and_is_audited
 
 
 def test_the_export_streams_a_batch_at_a_time(app, monkeypatch):
-    import asyncio
-
     monkeypatch.setattr(audit_search.batch_below, "__defaults__", (7,))
     add_rows(app, 50)
     through = app.state.db.scalar("SELECT max(id) FROM audit_log")
@@ -290,7 +289,7 @@ def test_the_export_streams_a_batch_at_a_time(app, monkeypatch):
     async def pieces():
         return [p async for p in audit_export.stream(app.state.db, audit_search.Filters(), "en", through)]
 
-    got = asyncio.run(pieces())
+    got = run(pieces())
     assert len(got) == 1 + 8  # the header, then 50 rows in batches of 7
     rows = rows_of(b"".join(got).decode())
     assert [r[5] for r in rows[1:]] == [f"object-{i:04}" for i in range(49, -1, -1)]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -69,3 +74,34 @@ def login(page, server, email=ADMIN_EMAIL, password=ADMIN_PASSWORD) -> None:
     page.get_by_label("E-mail address").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+class Outbox:
+    """The server's outbox from a point on: the browser tests share one server, and a mail an
+    earlier test set off may still land after this one began, so mails are picked by who they are
+    for and what they say, never counted."""
+
+    def __init__(self, server) -> None:
+        self.folder = Path(server.env["RELAIS_DATA_DIR"]) / "outbox"
+        self.seen = set(self.folder.glob("*.eml")) if self.folder.exists() else set()
+
+    def wait(self, to: str, count: int = 1, where: Callable[[str], bool] = lambda text: True,
+             timeout: float = 20) -> list[EmailMessage]:
+        """The mails to ``to`` that arrived since, whose plain text ``where`` accepts, once there
+        are ``count`` of them (in the order they were written)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in map(read_mail, sorted(set(self.folder.glob("*.eml")) - self.seen))
+                     if m["To"] == to and where(plain(m))]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{count} mails to {to} expected in {self.folder}, found {len(found)}"
+                return found
+            time.sleep(0.2)
+
+
+def read_mail(path: Path) -> EmailMessage:
+    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+
+
+def plain(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()

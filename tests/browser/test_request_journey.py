@@ -11,22 +11,16 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, check_accessibility, login
+from tests.browser.conftest import ADMIN_EMAIL, Outbox, check_accessibility, login, plain
 from tests.browser.test_request_guest import DROP
-from tests.browser.test_shares import wait_for_mail
 
 CONTENTS = {"cohort 2026.csv": "id;stage\n" + "".join(f"{i};T{i % 4}\n" for i in range(200_000)),
             "labs.csv": "id;lab\n" * 2000, "mistake.csv": "wrong;file\n" * 10}
 SENDER = "biobank@lab.example"
 
 
-def _mail_to(outbox: Path, already: int, to: str, count: int = 1):
-    return [m for m in wait_for_mail(outbox, already + count)[already:] if m["To"] == to]
-
-
 def test_request_files_from_the_invitation_to_the_staffs_zip(page, browser, server):
-    outbox = Path(server.env["RELAIS_DATA_DIR"]) / "outbox"
-    already = len(list(outbox.glob("*.eml"))) if outbox.exists() else 0
+    outbox = Outbox(server)
 
     # Staff ask for CSV files, one submission, with a batch number.
     login(page, server)
@@ -41,8 +35,8 @@ def test_request_files_from_the_invitation_to_the_staffs_zip(page, browser, serv
     expect(page.get_by_role("heading", level=1)).to_have_text("Request sent")
     password = page.locator("#request-password").inner_text()
 
-    [invitation] = _mail_to(outbox, already, SENDER)
-    body = invitation.get_body(("plain",)).get_content()
+    [invitation] = outbox.wait(SENDER, where=lambda text: "/r/" in text)
+    body = plain(invitation)
     assert "Please send this year's cohort." in body and password not in body
     link = re.search(r"http://127\.0\.0\.1:\d+/r/[A-Za-z0-9_-]+", body).group(0)
 
@@ -75,16 +69,14 @@ def test_request_files_from_the_invitation_to_the_staffs_zip(page, browser, serv
         context.close()
 
     # The receipt reaches the guest, the notice reaches staff: both with the hashes.
-    mails = wait_for_mail(outbox, already + 3)[already:]
-    receipt = next(m for m in mails if m["To"] == SENDER and m is not invitation and "/r/" not in
-                   m.get_body(("plain",)).get_content())
-    notice = next(m for m in mails if m["To"] == ADMIN_EMAIL)
+    [receipt] = outbox.wait(SENDER, where=lambda text: "/r/" not in text)
+    [notice] = outbox.wait(ADMIN_EMAIL, where=lambda text: f"{SENDER} sent" in text)
     wanted = {hashlib.sha256(CONTENTS[n].encode()).hexdigest() for n in ("cohort 2026.csv", "labs.csv")}
     for message in (receipt, notice):
-        text = message.get_body(("plain",)).get_content()
+        text = plain(message)
         assert all(digest in text for digest in wanted)
         assert hashlib.sha256(CONTENTS["mistake.csv"].encode()).hexdigest() not in text
-    staff_link = re.search(r"http://127\.0\.0\.1:\d+/requests/[0-9a-f]+", notice.get_body(("plain",)).get_content())
+    staff_link = re.search(r"http://127\.0\.0\.1:\d+/requests/[0-9a-f]+", plain(notice))
 
     # Staff follow the notice's link and download everything as one zip.
     page.goto(staff_link.group(0))
