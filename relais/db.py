@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlite_utils
 
@@ -32,6 +33,20 @@ T = TypeVar("T")
 _STOP = object()
 _RAW = object()  # marks a queued statement that runs outside BEGIN/COMMIT
 READER_THREADS = 4  # reads are short (every list is paged): a few threads keep up, each with its connection
+
+
+class Row:
+    """A dataclass read from a table's row: each field from its column, those named in ``BOOLEANS``
+    (stored as 0 or 1) as bool. The row may hold more columns (a join's): they are left out."""
+
+    BOOLEANS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_row(cls, row: dict):
+        values = {field.name: row[field.name] for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for name in cls.BOOLEANS:
+            values[name] = bool(values[name])
+        return cls(**values)
 
 
 def connect(path: Path | str) -> sqlite_utils.Database:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from relais import audit, clock, paging, settings, space, storage
-from relais.db import Database
+from relais.db import Database, Row
 from relais.refusal import Size
 # The rules live in relais.file_rules; they are used (and imported by callers) through this module.
 from relais.file_rules import (  # noqa: F401
@@ -36,7 +36,7 @@ log = logging.getLogger("relais")
 
 
 @dataclass(frozen=True)
-class StoredFile:
+class StoredFile(Row):
     id: str
     owner_id: int
     name: str
@@ -47,10 +47,6 @@ class StoredFile:
     state: str
     created_at: str
     completed_at: str | None
-
-    @classmethod
-    def from_row(cls, row: dict) -> StoredFile:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 # -- limits: checked before a byte is stored ------------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import ClassVar
 
 from relais import audit, clock, emails, files, i18n, links, mail, passwords, settings
 from relais import paging
-from relais.db import Database
+from relais.db import Database, Row
 from relais.i18n import N_
 from relais.refusal import Refused
 
@@ -42,7 +43,7 @@ class ShareRefused(Refused):
 
 
 @dataclass(frozen=True)
-class Share:
+class Share(Row):
     id: str
     owner_id: int
     message: str
@@ -56,25 +57,11 @@ class Share:
     locked_at: str | None
     downloaded_at: str | None
 
-    @classmethod
-    def from_row(cls, row: dict) -> "Share":
-        values = {name: row[name] for name in cls.__dataclass_fields__}
-        values["delete_after_download"] = bool(values["delete_after_download"])
-        return cls(**values)
+    BOOLEANS: ClassVar[tuple[str, ...]] = ("delete_after_download",)
 
     def status(self, now: str | None = None) -> str:
         """active, expired, revoked, locked, downloaded or deleted: what staff see in the list."""
-        if self.deleted_at:
-            return "deleted"
-        if self.revoked_at:
-            return "revoked"
-        if self.locked_at:
-            return "locked"
-        if self.expires_at <= (now or clock.now_iso()):
-            return "expired"
-        if self.downloaded_at:
-            return "downloaded"
-        return "active"
+        return links.ended(self, now) or ("downloaded" if self.downloaded_at else "active")
 
     @property
     def open(self) -> bool:
@@ -254,14 +241,11 @@ def revoke(database: Database, config, who: audit.Who, share: Share) -> None:
 
 def extend(database: Database, who: audit.Who, share: Share, days: int, by_admin: bool) -> None:
     """Move the expiry to ``days`` from now, never past share_max_days after creation (unless admin)."""
-    limit = clock.parse(share.created_at) + timedelta(days=database.read_sync(settings.get, "share_max_days"))
-    new_expiry = clock.now() + timedelta(days=days)
-    if days < 1 or (new_expiry > limit and not by_admin) or days > 365:
-        raise ShareRefused("bad_expiry", days=max(0, (limit - clock.now()).days))
+    new_expiry, beyond = links.extended_expiry(database, share.created_at, "share_max_days", days, by_admin, ShareRefused)
 
     def update(db):
-        db.execute("UPDATE shares SET expires_at = ? WHERE id = ?", [clock.iso(new_expiry), share.id])
-        audit.record(db, who, "share.extend", share.id, expires_at=clock.iso(new_expiry), beyond_limit=new_expiry > limit)
+        db.execute("UPDATE shares SET expires_at = ? WHERE id = ?", [new_expiry, share.id])
+        audit.record(db, who, "share.extend", share.id, expires_at=new_expiry, beyond_limit=beyond)
 
     database.write(update)
 

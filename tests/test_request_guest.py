@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, links, requests, storage
+from relais import audit, links, request_staff, requests, storage
 from tests.conftest import BASE_URL, audit_rows
 
 OCTETS = "application/offset+octet-stream"
@@ -498,7 +498,7 @@ def test_a_patch_whose_link_is_revoked_meanwhile_stops(app, frozen, inside, monk
         frozen.advance(minutes=2)
         calls.append(1)
         if len(calls) == 1:
-            requests.revoke(app.state.db, audit.SYSTEM, requests.get(app.state.db, made.id))
+            request_staff.revoke(app.state.db, audit.SYSTEM, requests.get(app.state.db, made.id))
         return result
 
     monkeypatch.setattr(storage.SegmentWriter, "write", write)
@@ -518,5 +518,5 @@ def test_a_link_session_in_the_receipts_only(app, inside):
     assert links.session_object(app.state.db, requests.KIND, token, cookie) is None
     assert links.session_after_close(app.state.db, requests.KIND, token, cookie).id == made.id
     assert links.session_after_close(app.state.db, requests.KIND, token, "another") is None
-    requests.revoke(app.state.db, audit.SYSTEM, requests.get(app.state.db, made.id))
+    request_staff.revoke(app.state.db, audit.SYSTEM, requests.get(app.state.db, made.id))
     assert links.session_after_close(app.state.db, requests.KIND, token, cookie) is None

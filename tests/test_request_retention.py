@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relais import audit, clock, files, i18n, links, mail, request_retention, requests, settings, targets
+from relais import audit, clock, files, i18n, links, mail, request_retention, request_staff, requests, settings, targets
 from tests import aio
 from tests.conftest import BASE_URL, audit_rows
 
@@ -105,14 +105,14 @@ def test_the_link_takes_files_until_the_second_before_it_expires(frozen, app, st
     with pytest.raises(requests.RequestRefused) as closed:
         transmit(app, request.id)
     assert closed.value.reason == "closed"
-    assert requests.state(requests.get(app.state.db, request.id), 0, 0) == "expired"
+    assert request_staff.state(requests.get(app.state.db, request.id), 0, 0) == "expired"
 
 
 def test_extending_reopens_the_link_and_keeps_the_files_waiting_for_transmit(frozen, app, staff):
     request, token, _ = new_request(app, staff, expires_days=2)
     pending = upload(app, request.id)
     at(frozen, request.expires_at)
-    requests.extend(app.state.db, audit.Who(actor=staff.email), requests.get(app.state.db, request.id), 3, False)
+    request_staff.extend(app.state.db, audit.Who(actor=staff.email), requests.get(app.state.db, request.id), 3, False)
     assert purge(app) == 0 and stored(app, [pending.id])["rows"]
     assert links.find_open(app.state.db, requests.KIND, token) is not None
     assert transmit(app, request.id).files == 1
@@ -151,7 +151,7 @@ def test_the_reminder_counts_only_the_files_not_retrieved_yet(frozen, app, staff
     request, _, _ = new_request(app, staff)
     sent = [upload(app, request.id, "a.csv"), upload(app, request.id, "b.csv", b"x,y\n3,4\n")]
     submission = transmit(app, request.id)
-    requests.record_retrieval(app.state.db, audit.Who(actor=staff.email), request, sent[:1])
+    request_staff.record_retrieval(app.state.db, audit.Who(actor=staff.email), request, sent[:1])
     at(frozen, submission.retrieve_by, -timedelta(days=1))
     assert remind(app) == 1
     [reminder] = app.state.db.query("SELECT subject, body_text FROM outbox WHERE kind = 'request_reminder'")
@@ -162,8 +162,8 @@ def test_no_reminder_once_retrieved_after_the_deadline_or_with_the_setting_at_ze
     retrieved, _, _ = new_request(app, staff)
     upload(app, retrieved.id)
     first = transmit(app, retrieved.id)
-    requests.record_retrieval(app.state.db, audit.Who(actor=staff.email), retrieved,
-                              requests.received_files(app.state.db, retrieved))
+    request_staff.record_retrieval(app.state.db, audit.Who(actor=staff.email), retrieved,
+                              request_staff.received_files(app.state.db, retrieved))
     at(frozen, first.retrieve_by, -timedelta(days=1))
     assert remind(app) == 0
 
@@ -205,7 +205,7 @@ def test_the_deadline_shreds_the_files_and_their_keys(frozen, app, staff):
     assert not any(key in database_bytes(app) for key in keys)  # zeroed in the file, gone from the WAL
     row = submission_row(app, submission.id)
     assert row["purged_at"] == clock.iso(frozen.moment) and row["purge_reason"] == "deadline"
-    assert requests.received_files(app.state.db, request) == []
+    assert request_staff.received_files(app.state.db, request) == []
     [purged] = audit_rows(app, "request.purge")
     assert purged["object"] == request.id and '"deadline"' in purged["detail"]
     assert all(f.sha256 in purged["detail"] for f in sent)
@@ -220,9 +220,9 @@ def test_retrieved_files_go_at_once_or_at_the_deadline(frozen, app, staff, at_on
     submission = transmit(app, request.id)
     staff_who = audit.Who(actor=staff.email)
 
-    requests.record_retrieval(app.state.db, staff_who, request, sent[:1])  # one of two: not retrieved yet
+    request_staff.record_retrieval(app.state.db, staff_who, request, sent[:1])  # one of two: not retrieved yet
     assert purge(app) == 0 and len(stored(app, [f.id for f in sent])["rows"]) == 2
-    assert requests.record_retrieval(app.state.db, staff_who, request, sent[1:]) == [submission.id]
+    assert request_staff.record_retrieval(app.state.db, staff_who, request, sent[1:]) == [submission.id]
     frozen.advance(seconds=1)
     if at_once:
         assert purge(app) == 1
@@ -236,7 +236,7 @@ def test_retrieved_files_go_at_once_or_at_the_deadline(frozen, app, staff, at_on
         assert submission_row(app, submission.id)["purge_reason"] == "deadline"
     assert stored(app, [f.id for f in sent]) == {"rows": [], "linked": []}
     assert len(audit_rows(app, "request.purge")) == 1
-    listed = requests.for_staff(app.state.db, staff)
+    listed = request_staff.for_staff(app.state.db, staff)
     assert [row["state"] for row in listed] == ["retrieved"]
 
 
@@ -275,7 +275,7 @@ def test_files_never_transmitted_go_once_the_link_ends_not_before(frozen, app, s
     if how == "expired":
         at(frozen, request.expires_at)
     elif how == "revoked":
-        requests.revoke(app.state.db, audit.Who(actor=staff.email), request)
+        request_staff.revoke(app.state.db, audit.Who(actor=staff.email), request)
     else:
         lock(app, token)
     assert requests.get(app.state.db, request.id).link_state() == how
@@ -309,7 +309,7 @@ def test_an_unfinished_upload_into_an_ended_link_goes_at_the_next_purge(frozen, 
     engine = app.state.uploads
     staying = engine.create(targets.Target.request(open_request.id), "staying.csv", 100, GUEST)
     going = engine.create(targets.Target.request(ended.id), "going.csv", 100, GUEST)
-    requests.revoke(app.state.db, audit.Who(actor=staff.email), ended)
+    request_staff.revoke(app.state.db, audit.Who(actor=staff.email), ended)
     assert request_retention.end_uploads(app.state.db, engine) == 1
     assert engine.find(going.id, targets.Target.request(ended.id)) is None
     assert app.state.db.query("SELECT id FROM files WHERE id = ?", [going.file_id]) == []
@@ -350,7 +350,7 @@ def test_delete_shreds_everything_and_forgets_the_invitation(app, config, staff)
     [deleted] = audit_rows(app, "request.delete")
     assert all(f.sha256 in deleted["detail"] for f in sent)
     assert purge(app) == 0 and audit_rows(app, "request.purge") == []
-    assert requests.state(requests.get(app.state.db, request.id), 0, 0) == "deleted"
+    assert request_staff.state(requests.get(app.state.db, request.id), 0, 0) == "deleted"
 
 
 # -- purging twice, and at once ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, requests, settings, storage
+from relais import audit, request_staff, requests, settings, storage
 from relais.targets import Target
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.test_shares import _pause_zip, _raw_get
@@ -56,7 +56,7 @@ def arrive(app, request_id: str, named: dict[str, bytes], reference: str = "") -
 def received(app, request_id: str) -> dict[str, str]:
     """name -> file id of the request's transmitted files."""
     found = requests.get(app.state.db, request_id)
-    return {f.name: f.id for f in requests.received_files(app.state.db, found)}
+    return {f.name: f.id for f in request_staff.received_files(app.state.db, found)}
 
 
 def retrieved(app, file_id: str):
@@ -194,7 +194,7 @@ def test_the_list_and_the_page_show_the_state_and_what_arrived(app, logged_in, w
     assert "Files to retrieve" in listing.text and "dr.peeters@hospital.example" in listing.text
     detail = logged_in.client.get(f"/requests/{request_id}")
     assert detail.status_code == 200
-    stored = {f.name: f for f in requests.received_files(app.state.db, requests.get(app.state.db, request_id))}
+    stored = {f.name: f for f in request_staff.received_files(app.state.db, requests.get(app.state.db, request_id))}
     for name, f in stored.items():
         assert name in detail.text and f.sha256 in detail.text and f"/requests/{request_id}/files/{f.id}" in detail.text
     assert "B-17" in detail.text and "192.0.2.44" in detail.text and "GuestBrowser/1.0" in detail.text

@@ -10,7 +10,7 @@ from jinja2 import pass_context
 from litestar import Request, Router, Response, get
 from litestar.response import Redirect
 
-from relais import health, i18n, requests, terms, times, users
+from relais import health, i18n, request_staff, terms, times, users
 from views import common
 
 
@@ -28,7 +28,7 @@ def show_home(request: Request) -> Response:
         notice = "?notice=password_changed" if request.query_params.get("notice") == "password_changed" else ""
         return Redirect(f"/space{notice}", status_code=303)
     # What waits for this staff member: files sent through their requests, soonest deadline first.
-    waiting = requests.waiting_for(common.db(request), user.id) if user.is_staff else []
+    waiting = request_staff.waiting_for(common.db(request), user.id) if user.is_staff else []
     return common.render(request, "pages/home.html", waiting=waiting)
 
 

@@ -17,7 +17,7 @@ from litestar import Request, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Stream
 
-from relais import files, i18n, paging, passwords, request_retention, requests, settings, users
+from relais import files, i18n, paging, passwords, request_retention, request_staff, requests, settings, users
 from views import common, downloads, streaming
 
 N_ = i18n.N_
@@ -60,7 +60,7 @@ def _form_page(request: Request, status: int = 200, error: str = "", form: dict 
 
 @get("/", name="requests", sync_to_thread=True)
 def list_requests(request: Request) -> Response:
-    rows = requests.for_staff(common.db(request), common.current_user(request),
+    rows = request_staff.for_staff(common.db(request), common.current_user(request),
                               paging.number(request.query_params.get("page")))
     return common.render(request, "requests/list.html", requests=rows, state_names=STATE_NAMES)
 
@@ -148,20 +148,20 @@ def show_created(request: Request, request_id: str) -> Response:
 def _state(found: requests.Request, listed) -> str:
     waiting = sum(1 for submission, _ in listed if submission.waiting)
     retrieved = sum(1 for submission, _ in listed if submission.retrieved_at)
-    return requests.state(found, waiting, retrieved)
+    return request_staff.state(found, waiting, retrieved)
 
 
 @get("/{request_id:str}", name="request", sync_to_thread=True)
 def show_request(request: Request, request_id: str) -> Response:
     found = _visible(request, request_id)
     database = common.db(request)
-    listed = requests.submissions(database, request_id)
+    listed = request_staff.submissions(database, request_id)
     # An admin looking at someone else's request sees whose it is.
     owner = users.get(database, found.owner_id) if found.owner_id != common.current_user(request).id else None
     return common.render(
         request, "requests/detail.html", req=found, state=_state(found, listed), state_names=STATE_NAMES,
         link_state=found.link_state(), link_names=LINK_NAMES, submissions=listed, purge_reasons=PURGE_REASONS,
-        events=requests.activity(database, request_id, paging.number(request.query_params.get("page"))),
+        events=request_staff.activity(database, request_id, paging.number(request.query_params.get("page"))),
         event_names=EVENT_NAMES, owner=owner, languages=i18n.NAMES, error=request.query_params.get("error", ""),
         notice=request.query_params.get("notice", ""), max_days=database.read_sync(settings.get, "request_max_days"),
         files_left=any(items for _, items in listed),
@@ -173,11 +173,11 @@ def show_request(request: Request, request_id: str) -> Response:
 def _record(state, who, found: requests.Request, session: str, single, zipped: list, sent: int, whole: bool) -> None:
     if single is not None:
         stored, start = single
-        if not requests.record_part(state.db, who, found, stored, session, start, sent):
+        if not request_staff.record_part(state.db, who, found, stored, session, start, sent):
             return
-        done = requests.record_retrieval(state.db, who, found, [stored])
+        done = request_staff.record_retrieval(state.db, who, found, [stored])
     elif whole and zipped:
-        done = requests.record_retrieval(state.db, who, found, zipped)
+        done = request_staff.record_retrieval(state.db, who, found, zipped)
     else:
         return  # a zip cut off counts for nothing
     request_retention.purge_retrieved(state.db, state.config, found.id, done)
@@ -217,7 +217,7 @@ def _counted(request: Request, response: Response, found: requests.Request, sing
 @get("/{request_id:str}/files/{file_id:str}", sync_to_thread=True)
 def download_file(request: Request, request_id: str, file_id: str) -> Response:
     found = _visible(request, request_id)
-    stored = requests.received_file(common.db(request), found, file_id)
+    stored = request_staff.received_file(common.db(request), found, file_id)
     if stored is None:
         raise NotFoundException()
     wanted = downloads.effective_range(request, stored)  # what file_response sends, If-Range included
@@ -229,7 +229,7 @@ def download_file(request: Request, request_id: str, file_id: str) -> Response:
 def download_zip(request: Request, request_id: str, submission: str | None = None) -> Response:
     """Every received file still stored, or one submission's (``?submission=``), as one zip."""
     found = _visible(request, request_id)
-    chosen = requests.received_files(common.db(request), found, submission[:100] if submission else None)
+    chosen = request_staff.received_files(common.db(request), found, submission[:100] if submission else None)
     if not chosen:
         raise NotFoundException()
     return _counted(request, downloads.zip_response(request, chosen), found, zipped=chosen)
@@ -240,7 +240,7 @@ def download_zip(request: Request, request_id: str, submission: str | None = Non
 def _confirm_page(request: Request, found: requests.Request, action: str) -> Response:
     """Before revoking or deleting: what will be lost, by name and size."""
     return common.render(request, "requests/confirm.html", req=found, action=action,
-                         files=requests.received_files(common.db(request), found))
+                         files=request_staff.received_files(common.db(request), found))
 
 
 @get("/{request_id:str}/revoke", name="request_revoke", sync_to_thread=True)
@@ -257,7 +257,7 @@ def revoke_request(request: Request, request_id: str, data: Annotated[common.Con
     if not data.given:
         return Redirect(f"/requests/{request_id}/revoke", status_code=303)
     if found.open:
-        requests.revoke(common.db(request), common.who(request), found)
+        request_staff.revoke(common.db(request), common.who(request), found)
     return Redirect(f"/requests/{request_id}?notice=revoked", status_code=303)
 
 
@@ -275,7 +275,7 @@ def extend_request(request: Request, request_id: str, data: Annotated[ExtendForm
     if found.link_state() not in ("open", "expired") or not days.isdigit() or len(days) > 4:
         return Redirect(f"/requests/{request_id}?error=extend", status_code=303)
     try:
-        requests.extend(common.db(request), common.who(request), found, int(days), by_admin=user.is_admin)
+        request_staff.extend(common.db(request), common.who(request), found, int(days), by_admin=user.is_admin)
     except requests.RequestRefused:
         return Redirect(f"/requests/{request_id}?error=extend", status_code=303)
     return Redirect(f"/requests/{request_id}?notice=extended", status_code=303)

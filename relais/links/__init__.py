@@ -9,13 +9,15 @@ sits on top: :mod:`relais.links.downloads` for a share's downloads.
 """
 
 from relais.links.core import (
-    LINK_SESSION, LINK_SESSION_LONGEST, Kind, Unlock, UnlockResult, current_terms, event, events, find_open,
-    find_open_async, forget, keep_alive, load, session_after_close, session_object, still_open, unlock,
+    LINK_SESSION, LINK_SESSION_LONGEST, Kind, Unlock, UnlockResult, covered, current_terms, ended, event, events,
+    extended_expiry, find_open, find_open_async, forget, keep_alive, load, parts_cover, session_after_close,
+    session_object, still_open, unlock,
 )
 from relais.links.password_links import create_password_link, password_link_valid, reveal_password
 
 __all__ = [
-    "LINK_SESSION", "LINK_SESSION_LONGEST", "Kind", "Unlock", "UnlockResult", "create_password_link", "current_terms",
-    "event", "events", "find_open", "find_open_async", "forget", "keep_alive", "load", "password_link_valid",
-    "reveal_password", "session_after_close", "session_object", "still_open", "unlock",
+    "LINK_SESSION", "LINK_SESSION_LONGEST", "Kind", "Unlock", "UnlockResult", "covered", "create_password_link",
+    "current_terms", "ended", "event", "events", "extended_expiry", "find_open", "find_open_async", "forget", "keep_alive",
+    "load", "parts_cover", "password_link_valid", "reveal_password", "session_after_close", "session_object",
+    "still_open", "unlock",
 ]

@@ -16,11 +16,13 @@ from typing import Any
 
 from relais import audit, clock, emails, paging, passwords, settings, terms, throttle
 from relais.db import Database
+from relais.refusal import Refused
 
 LINK_SESSION = timedelta(hours=2)  # since the session's last use (keep_alive slides it)
 LINK_SESSION_LONGEST = timedelta(hours=24)  # however busy: as long as an unfinished upload lives
 MAX_TOKEN = 100  # longer than any token we make: refused before hashing
 HIDDEN = ("download_response", "download_part")  # bookkeeping, not shown to the owner
+MAX_EXPIRY_DAYS = 365  # an admin may extend a link past its limit, never past this
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,52 @@ def event(db, who: audit.Who, kind: Kind, object_id: str, what: str, file_id: st
     )
     if what not in HIDDEN:
         audit.record(db, who, f"{kind.name}.{what}", object_id, **({"file": file_id} if file_id else {}), **audited)
+
+
+def ended(link, now: str | None = None, closed: bool = False) -> str | None:
+    """Why a link no longer lets its guest in, the strongest reason first: deleted, revoked,
+    locked, closed (when the kind says so) or expired; None while it is open."""
+    if link.deleted_at:
+        return "deleted"
+    if link.revoked_at:
+        return "revoked"
+    if link.locked_at:
+        return "locked"
+    if closed:
+        return "closed"
+    if link.expires_at <= (now or clock.now_iso()):
+        return "expired"
+    return None
+
+
+def covered(spans: list[tuple[int, int]], size: int) -> bool:
+    """Do the byte ranges [start, end) together cover the whole file?"""
+    reached = 0
+    for start, end in sorted(spans):
+        if start > reached:
+            return False
+        reached = max(reached, end)
+    return reached >= size
+
+
+def parts_cover(db, kind: Kind, object_id: str, file_id: str, session: str, since: int, size: int) -> bool:
+    """Do the parts of the file this session was sent after the link event ``since`` (its last
+    complete download, 0 for none) cover all of it? A download resumed by ranges counts whole."""
+    spans = [(row[0], row[0] + row[1]) for row in db.execute(
+        "SELECT start, bytes FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ? AND session = ?"
+        " AND event = 'download_part' AND id > ?", [kind.name, object_id, file_id, session, since]).fetchall()]
+    return covered(spans, size)
+
+
+def extended_expiry(database: Database, created_at: str, max_days_setting: str, days: int, by_admin: bool,
+                    refused: type[Refused]) -> tuple[str, bool]:
+    """A link's new expiry ``days`` from now, and whether it passes the limit of ``max_days_setting``
+    after creation (only an admin may pass it). Raises ``refused("bad_expiry", days=<days left>)``."""
+    limit = clock.parse(created_at) + timedelta(days=database.read_sync(settings.get, max_days_setting))
+    new_expiry = clock.now() + timedelta(days=days)
+    if days < 1 or (new_expiry > limit and not by_admin) or days > MAX_EXPIRY_DAYS:
+        raise refused("bad_expiry", days=max(0, (limit - clock.now()).days))
+    return clock.iso(new_expiry), new_expiry > limit
 
 
 def events(database: Database, kind: Kind, object_id: str, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:

@@ -110,16 +110,6 @@ def start_download(database: Database, who: audit.Who, share: shares.Share, stor
     return database.write(admit)
 
 
-def _covered(spans: list[tuple[int, int]], size: int) -> bool:
-    """Do the byte ranges [start, end) together cover the whole file?"""
-    reached = 0
-    for start, end in sorted(spans):
-        if start > reached:
-            return False
-        reached = max(reached, end)
-    return reached >= size
-
-
 def record_download(database: Database, who: audit.Who, share: shares.Share, sent: list[tuple], session: str,
                     config) -> None:
     """After a response ended (finished or cut off): note what was sent to whom, as (file, first
@@ -131,11 +121,7 @@ def record_download(database: Database, who: audit.Who, share: shares.Share, sen
             core.event(db, who, KIND, share.id, "download_part", stored.id, session=session, detail=stored.name,
                        start=start, count=count)
             since = _last_download(db, share.id, stored.id, session)
-            spans = [(r["start"], r["start"] + r["bytes"]) for r in db.query(
-                "SELECT start, bytes FROM link_events WHERE kind = ? AND object_id = ? AND file_id = ?"
-                " AND session = ? AND event = 'download_part' AND id > ?",
-                [KIND.name, share.id, stored.id, session, since])]
-            if _covered(spans, stored.size):
+            if core.parts_cover(db, KIND, share.id, stored.id, session, since, stored.size):
                 core.event(db, who, KIND, share.id, "download", stored.id, session=session, detail=stored.name,
                            name=stored.name)
             else:
