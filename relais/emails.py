@@ -10,27 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 
 from relais import i18n, times
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
-SIZE_UNITS = "B|KB|MB|GB|TB"  # the pages' msgid (views/common.py), translated once for both
-
-
-def human_size(lang: str, size: int) -> str:
-    """A size as the pages show it (views/common.py's human_size): counted in 1,024s, with the
-    language's decimals and unit symbols ("1.5 MB", "1,5 Mo"), so a mail and the page it points
-    to say the same."""
-    units = i18n.gettext(lang, SIZE_UNITS).split("|")
-    value, i = float(size), 0
-    while round(value, 1) >= 1024 and i < len(units) - 1:
-        value /= 1024
-        i += 1
-    return f"{format_decimal(value, format='#,##0.#', locale=lang)}\u00a0{units[i]}"
-
-
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -54,7 +38,7 @@ def environment() -> Environment:
 
     @pass_context
     def size(ctx, n: int) -> str:
-        return human_size(ctx["lang"], n)
+        return i18n.human_size(ctx["lang"], n)
 
     env.install_gettext_callables(gettext, ngettext, newstyle=True)
     env.globals["when"] = when

@@ -13,6 +13,7 @@ from pathlib import Path
 from babel import Locale, negotiate_locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 LANGUAGES = ("nl", "fr", "en", "de")
@@ -74,3 +75,19 @@ def locale(language: str) -> Locale:
 def N_(message: str) -> str:
     """Mark a string for extraction; it is translated where it is shown."""
     return message
+
+
+SIZE_UNITS = N_("B|KB|MB|GB|TB")  # one msgid for the pages, the mails and the uploader's script
+
+
+def human_size(lang: str, size: int) -> str:
+    """A size as people's file managers show it: counted in 1,024s (as Windows does, and as the size
+    setting is given), with their language's decimals and unit symbols (``1.5 MB``, ``1,5 Mo``).
+    Pages and mails show sizes through this one function, and the uploader's script the same way
+    (``static/uploader.js``), so a mail and the page it points to say the same."""
+    units = gettext(lang, SIZE_UNITS).split("|")
+    value, i = float(size), 0
+    while round(value, 1) >= 1024 and i < len(units) - 1:  # 1,048,575 bytes is "1 MB", not "1,024 KB"
+        value /= 1024
+        i += 1
+    return f"{format_decimal(value, format='#,##0.#', locale=lang)}\u00a0{units[i]}"

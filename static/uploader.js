@@ -18,7 +18,7 @@
     return text.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
   }
 
-  // Sizes as the server shows them (views/common.py, human_size): counted in 1,024s, with the
+  // Sizes as the server shows them (relais/i18n.py, human_size): counted in 1,024s, with the
   // page language's decimals and unit symbols.
   var units = (root.getAttribute("data-size-units") || "B|KB|MB|GB|TB").split("|");
   var number = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 1 });

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from anyio import to_thread
-from babel.numbers import format_decimal
 from litestar import Request, Response
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.connection import ASGIConnection
@@ -24,7 +23,6 @@ from litestar.template.base import csrf_token
 
 from relais import audit, i18n, logs
 from relais.db import Database
-from relais.i18n import N_
 from relais.passwords import Hasher
 from relais.refusal import Size
 from relais.users import User
@@ -243,16 +241,4 @@ async def on_disk(connection: ASGIConnection, fn, *args):
     return await connection.app.state.workers.on_disk(fn, *args)
 
 
-SIZE_UNITS = N_("B|KB|MB|GB|TB")  # one msgid for the server and the uploader's script
-
-
-def human_size(lang: str, size: int) -> str:
-    """A size as people's file managers show it: counted in 1,024s (as Windows does, and as the size
-    setting is given), with their language's decimals and unit symbols (``1.5 MB``, ``1,5 Mo``).
-    The uploader's script shows sizes the same way (``static/uploader.js``)."""
-    units = i18n.gettext(lang, SIZE_UNITS).split("|")
-    value, i = float(size), 0
-    while round(value, 1) >= 1024 and i < len(units) - 1:  # 1,048,575 bytes is "1 MB", not "1,024 KB"
-        value /= 1024
-        i += 1
-    return f"{format_decimal(value, format='#,##0.#', locale=lang)}\u00a0{units[i]}"
+human_size = i18n.human_size  # the pages' name for it
