@@ -4,6 +4,7 @@ folder entries, and deleting a data file with its checkpoint."""
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from relais.storage.format import IntegrityError, tail_path
@@ -34,6 +35,28 @@ def fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
+
+def create_key_file(path: Path, key_hex: bytes) -> None:
+    """Write a new key file (``key_hex`` and a newline, mode 0600) atomically and durably, never
+    replacing one that exists: written to a temporary name, fsynced, then link()ed into place.
+    link(), not rename(): if another process created the key meanwhile, rename would replace a key
+    it may already have wrapped file keys with, and those files would be lost."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            write_all(fd, key_hex + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def shred_file(path: Path) -> bool:

@@ -38,7 +38,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relais.storage.disk import fsync_dir, write_all
+from relais.storage.disk import create_key_file, fsync_dir
 from relais.storage.format import KEY_LEN, NONCE_LEN, TAG_LEN, IntegrityError, StorageError, check_key
 from relais.storage.keys import unwrap_key
 
@@ -170,25 +170,9 @@ class EpochKeys:
     def _create(self, epoch: str) -> None:
         """A new random day key, written atomically and durably, never replacing one (link, as
         the master key: another process may have wrapped file keys with it already)."""
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         key, nonce = secrets.token_bytes(KEY_LEN), os.urandom(NONCE_LEN)
         blob = nonce + AESGCM(self._master).encrypt(nonce, key, _EPOCH_AD + epoch.encode("ascii"))
-        path = self.path(epoch)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                write_all(fd, blob.hex().encode("ascii") + b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(self.folder)
+        create_key_file(self.path(epoch), blob.hex().encode("ascii"))
 
 
 def _check_epoch(epoch: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relais.storage.disk import fsync_dir, write_all
+from relais.storage.disk import create_key_file
 from relais.storage.format import KEY_LEN, NONCE_LEN, TAG_LEN, IntegrityError, StorageError, check_key
 
 _WRAP_AD = b"RELAIS-KEYWRAP1\0"
@@ -51,24 +51,7 @@ def load_master_key(path: Path, create: bool = False) -> bytes:
 
 def _create_master_key(path: Path) -> None:
     """Write a new random key to ``path`` atomically and durably, never replacing an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            write_all(fd, secrets.token_bytes(KEY_LEN).hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            # link(), not rename(): if another process created a key meanwhile, rename would replace
-            # a key it may already have wrapped file keys with, and those files would be lost.
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    create_key_file(path, secrets.token_bytes(KEY_LEN).hex().encode("ascii"))
 
 
 def new_file_key() -> bytes:
