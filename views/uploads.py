@@ -16,7 +16,8 @@ session is 401, a CSRF failure 403 (see ``exception_handlers``).
 CSRF: tus clients send ``x-csrftoken`` as a header. Litestar's CSRF middleware reads only the
 header for these requests (it parses a body only for form content types, and a PATCH is
 ``application/offset+octet-stream``), so the body is never buffered and no exclusion is needed.
-HEAD and OPTIONS are safe methods and change nothing.
+HEAD and OPTIONS are safe methods and change nothing. The answers and error handlers every tus
+router shares are in :mod:`views.tus_answers`.
 """
 
 from __future__ import annotations
@@ -27,44 +28,25 @@ import binascii
 import hashlib
 import hmac
 import logging
-import sqlite3
 from dataclasses import dataclass
 from email.utils import format_datetime
-from urllib.parse import quote
 
 from litestar import Request, Response, Router, delete, head, patch, post, route
-from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 
-from relais import clock, files, logs, space, storage, targets, uploads
+from relais import clock, files, space, storage, targets, uploads
 from relais.i18n import N_
 from relais.spool import Spool
-from views import common, errors, framework, streaming
+from views import common, streaming
+from views.tus_answers import EXCEPTION_HANDLERS, LOGGED_OUT, TUS_VERSION, respond, say
 
 log = logging.getLogger("relais")
 
-TUS_VERSION = "1.0.0"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 # Every text goes to a person through the uploader, so each is translated (tus clients read the
 # status codes and headers).
 RESTARTING = N_("The server is restarting. The upload will go on by itself.")
 TOO_MUCH = N_("More data than the announced length.")
-STALE_PAGE = N_("This form was open too long or came from another site. Reload the page and try again.")
 EXPIRED = N_("This upload was not finished within 24 hours and has been removed. Add the file again.")
-LOGGED_OUT = N_("Your session has ended. Log in again, then add the same file: the upload goes on where it stopped.")
-
-
-def _response(status: int, headers: dict | None = None, text: str = "") -> Response:
-    return Response(content=text.encode("utf-8"), status_code=status, media_type="text/plain",
-                    headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
-
-
-def say(request: Request, status: int, message: str, **variables) -> Response:
-    """A response whose text (marked with N_), shown to the person by the uploader, is in their language.
-
-    The text is in the body and, percent-encoded UTF-8, in ``Relais-Message``: an answer to HEAD
-    (the uploader's first request when it resumes) has no body."""
-    text = common.gettext(request, message, **variables)
-    return _response(status, {"Relais-Message": quote(text, safe=" ")}, text=text)
 
 
 def _refused(request: Request, exc: files.FileRefused) -> Response:
@@ -104,7 +86,7 @@ def find(request: Request, place: Place, upload_id: str) -> uploads.Upload | Res
     """The asker's upload, or the answer for it: 404 (none, or another's), 410 (expired)."""
     upload = _engine(request).find(upload_id, place.target)
     if upload is None:
-        return _response(404)
+        return respond(404)
     if upload.expired:
         return say(request, 410, EXPIRED)
     return upload
@@ -149,19 +131,19 @@ def describe(request: Request, place: Place) -> Response:
 def create(request: Request, place: Place) -> Response:
     """Creation: check the name, type, size and count before accepting a byte."""
     if request.headers.get("tus-resumable") != TUS_VERSION:
-        return _response(412, {"Tus-Version": TUS_VERSION})
+        return respond(412, {"Tus-Version": TUS_VERSION})
     try:
         length = int(request.headers.get("upload-length", ""))
         metadata = parse_metadata(request.headers.get("upload-metadata", ""))
     except ValueError:
         return say(request, 400, N_("Upload-Length and Upload-Metadata are required."))
     if length < 0:
-        return _response(400)
+        return respond(400)
     try:
         upload = _engine(request).create(place.target, metadata.get("filename", ""), length, common.who(request))
     except files.FileRefused as exc:
         return _refused(request, exc)
-    return _response(201, {"Location": f"{place.base}{upload.id}", "Upload-Expires": _expires(upload)})
+    return respond(201, {"Location": f"{place.base}{upload.id}", "Upload-Expires": _expires(upload)})
 
 
 def offset_of(request: Request, place: Place, upload_id: str) -> Response:
@@ -171,7 +153,7 @@ def offset_of(request: Request, place: Place, upload_id: str) -> Response:
         return upload
     offset = _engine(request).resume_offset(common.who(request), upload)
     if offset is None:
-        return _response(404)
+        return respond(404)
     return Response(content=b"", status_code=200, media_type="text/plain", headers={
         "Tus-Resumable": TUS_VERSION, "Upload-Offset": str(offset), "Upload-Length": str(upload.length),
         "Upload-Expires": _expires(upload), "Cache-Control": "no-store",
@@ -184,9 +166,9 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
     if isinstance(upload, Response):
         return upload
     if request.headers.get("tus-resumable") != TUS_VERSION:
-        return _response(412, {"Tus-Version": TUS_VERSION})
+        return respond(412, {"Tus-Version": TUS_VERSION})
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/offset+octet-stream":
-        return _response(415)
+        return respond(415)
     try:
         offset = int(request.headers.get("upload-offset", ""))
         checksum = _checksum(request.headers.get("upload-checksum"))
@@ -200,9 +182,9 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
         writer = await common.on_disk(request, engine.writer_for, upload)
         if writer is None:  # finished on disk before a crash: commit it now
             await common.on_disk(request, engine.finish, common.who(request), upload, None)
-            return _response(204, {"Upload-Offset": str(upload.length)})
+            return respond(204, {"Upload-Offset": str(upload.length)})
         if offset != writer.offset:
-            return _response(409, {"Upload-Offset": str(writer.offset)})
+            return respond(409, {"Upload-Offset": str(writer.offset)})
         if declared > upload.length - offset:
             return say(request, 413, TOO_MUCH)
         receive = _receive_checked if checksum else _receive
@@ -214,7 +196,7 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
             await common.on_disk(request, engine.finish, common.who(request), upload, writer)
         else:
             headers["Upload-Expires"] = _expires(upload)
-        return _response(204, headers)
+        return respond(204, headers)
     except asyncio.CancelledError:
         # The server is stopping and its grace period (RELAIS_STOP_GRACE_SECONDS) is over. What
         # arrived is on disk up to the last checkpoint (and whole segments after it); a commit
@@ -232,7 +214,7 @@ async def append(request: Request, place: Place, upload_id: str) -> Response:
     except storage.StorageError:
         log.exception("upload %s cannot continue", upload.id)
         await common.on_disk(request, engine.forget, upload.id)
-        return _response(500)
+        return respond(500)
     finally:
         engine.release(upload.id)
 
@@ -300,7 +282,7 @@ async def _receive_checked(request, place, engine, upload, writer, checksum) -> 
         except streaming.SessionEnded:
             return writer.offset, say(request, 401, place.logged_out)  # nothing of the chunk was stored
         except streaming.Disconnected:
-            return writer.offset, _response(400)  # an incomplete chunk cannot match its checksum
+            return writer.offset, respond(400)  # an incomplete chunk cannot match its checksum
         except streaming.Stopping:
             return writer.offset, say(request, 503, RESTARTING)  # the client sends the chunk again
         except streaming.TooMuchData:
@@ -325,8 +307,8 @@ def terminate(request: Request, place: Place, upload_id: str) -> Response:
     if isinstance(upload, Response):
         return upload
     if not _engine(request).terminate(common.who(request), upload):
-        return _response(409)  # a PATCH is writing to it
-    return _response(204)
+        return respond(409)  # a PATCH is writing to it
+    return respond(204)
 
 
 # -- a staff member's uploads, into their My files ---------------------------------------------------
@@ -358,55 +340,6 @@ async def append_to_upload(request: Request, upload_id: str) -> Response:
 def terminate_upload(request: Request, upload_id: str) -> Response:
     return terminate(request, _staff(request), upload_id)
 
-
-# -- errors as tus clients expect them --------------------------------------------------------------
-
-def _logged_out(request: Request, exc: NotAuthorizedException) -> Response:
-    return say(request, 401, LOGGED_OUT)
-
-
-def _refused_access(request: Request, exc: PermissionDeniedException) -> Response:
-    return say(request, 403, STALE_PAGE if framework.is_csrf_failure(exc) else errors.MESSAGES[403][1])
-
-
-def _password_change(request: Request, exc: common.PasswordChangeRequired) -> Response:
-    return say(request, 403, N_("Choose a new password first (on the page that asks for it), then try again."))
-
-
-def _two_factor(request: Request, exc: common.TwoFactorRequired) -> Response:
-    return say(request, 403, N_("Set up your second factor first (on the page that asks for it), then try again."))
-
-
-def _http_error(request: Request, exc: HTTPException) -> Response:
-    status = exc.status_code
-    _, message = errors.MESSAGES.get(status, errors.MESSAGES[400 if status < 500 else 500])
-    return say(request, status, message)
-
-
-def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, logs.redact(request.url.path))
-    return say(request, 500, errors.MESSAGES[500][1])
-
-
-def _storage_error(request: Request, exc: Exception) -> Response:
-    """A full disk (an upload that does not fit beside the database's reserve, see relais.space)."""
-    if not space.is_full(exc):
-        return _server_error(request, exc)
-    log.error("disk full on %s %s: %s", request.method, logs.redact(request.url.path), exc)
-    return say(request, 507, errors.MESSAGES[507][1])
-
-
-def _bad_encoding(request: Request, exc: UnicodeDecodeError) -> Response:
-    return say(request, 400, errors.BAD_ENCODING)
-
-
-# Closest layer wins: these replace the app's HTML error pages and login redirect on a tus router.
-EXCEPTION_HANDLERS = {
-    NotAuthorizedException: _logged_out, PermissionDeniedException: _refused_access,
-    common.PasswordChangeRequired: _password_change, common.TwoFactorRequired: _two_factor, HTTPException: _http_error,
-    Exception: _server_error,
-    OSError: _storage_error, sqlite3.Error: _storage_error, UnicodeDecodeError: _bad_encoding,
-}
 
 routes = [Router(
     path="/tus", route_handlers=[describe_server, create_upload, upload_offset, append_to_upload, terminate_upload],
