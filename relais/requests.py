@@ -226,9 +226,11 @@ def check_new(database: Database, request: Request, raw_name: str, length: int |
     if not request.open:
         raise files.FileRefused("request_closed")
     name = files.clean_name(raw_name)
-    media_type = files.check_type(name)
+    # The request's own types first: a type Relais refuses everywhere is refused with this
+    # request's list too, not with every type Relais allows (which the guest may not send here).
     if files.extension(name) not in request.types:
         raise files.FileRefused("extension", extensions=", ".join(request.types))
+    media_type = files.check_type(name)
     if length is not None and length <= 0:
         raise files.FileRefused("empty_file")
     if length is not None and length > request.max_file_size:

@@ -235,6 +235,9 @@ def test_refusals_come_from_the_request_and_keep_nothing(app, inside):
     wrong_type = create(guest, token, "notes.docx", 10)
     assert_tus(wrong_type, 400)
     assert "Accepted: csv, pdf" in wrong_type.text
+    never_allowed = create(guest, token, "notes.bin", 10)  # a type Relais refuses everywhere
+    assert_tus(never_allowed, 400)
+    assert "Accepted: csv, pdf." in never_allowed.text and "docx" not in never_allowed.text
     too_large = create(guest, token, "big.csv", 1025)
     assert_tus(too_large, 413)
     assert "1\u00a0KB" in too_large.text
