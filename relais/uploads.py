@@ -140,7 +140,7 @@ class Engine:
         """Check name, type, size and count against the target (FileRefused), then create the
         upload and keep its writer."""
         kind = targets.kind(target)
-        name, media_type = kind.check_new(self.database, target, raw_name, length)
+        name, media_type = self._check_new(kind, target, raw_name, length, who)
         upload_id = secrets.token_hex(16)
         file_id, writer = files.begin(
             self.database, self.keys, self.files_dir, kind.owner_id(self.database, target), name, media_type,
@@ -149,12 +149,13 @@ class Engine:
         self._keep(upload_id, writer)
         return self.find(upload_id, target)
 
-    def begin_whole(self, target: Target, raw_name: str) -> tuple[str, storage.SegmentWriter]:
+    def begin_whole(self, target: Target, raw_name: str,
+                    who: audit.Who = audit.SYSTEM) -> tuple[str, storage.SegmentWriter]:
         """A file sent whole in one request (the plain-form upload), through the same target as
         tus: its checks before a byte is stored (the length is not known yet: the caller holds the
         body to the target's max_size as it arrives), then the invisible file and its writer."""
         kind = targets.kind(target)
-        name, media_type = kind.check_new(self.database, target, raw_name, None)
+        name, media_type = self._check_new(kind, target, raw_name, None, who)
         return files.begin(self.database, self.keys, self.files_dir, kind.owner_id(self.database, target), name, media_type)
 
     def complete_whole(self, who: audit.Who, target: Target, file_id: str,
@@ -163,6 +164,17 @@ class Engine:
         kind = targets.kind(target)
         return files.complete(self.database, self.keys, self.files_dir, who, file_id, writer,
                               deliver=lambda db, stored_id: kind.deliver(db, target, stored_id))
+
+    def _check_new(self, kind, target: Target, raw_name: str, length: int | None,
+                   who: audit.Who) -> tuple[str, str]:
+        """The target's checks before a byte is stored; a refusal goes in the trail (with the
+        target, and the name as sent, cut to 255 characters), since no file row will tell of it."""
+        try:
+            return kind.check_new(self.database, target, raw_name, length)
+        except files.FileRefused as exc:
+            self.database.write(audit.record, who, "upload.refused", target.id, target=target.kind,
+                                reason=exc.reason, name=(raw_name or "")[:255], length=length)
+            raise
 
     def find(self, upload_id: str, target: Target) -> Upload | None:
         """The upload if it exists and belongs to this target, expired or not; else None (an

@@ -5,6 +5,7 @@ guest can never reach. A real server process with tuspy is in test_request_tus.p
 from __future__ import annotations
 
 import base64
+import json
 import hashlib
 import re
 from urllib.parse import unquote
@@ -248,6 +249,12 @@ def test_refusals_come_from_the_request_and_keep_nothing(app, inside):
     assert fake.status_code == 400 and "does not match its type" in fake.text
     nothing_uploading(app)
     assert pending_names(app, made.id) == []
+    # Each refusal is in the trail, those before a byte (no file row tells of them) included.
+    trail = [json.loads(row["detail"]) | {"object": row["object"]} for row in audit_rows(app, "upload.refused")]
+    assert [(t["reason"], t["name"]) for t in trail] == [
+        ("extension", "notes.docx"), ("extension", "notes.bin"), ("too_large", "big.csv"),  # tus, before a byte
+        ("extension", "notes.docx"), ("too_large", "big.csv"), ("content", "fake.pdf")]  # the form's
+    assert {t["object"] for t in trail[:4]} == {made.id}  # refused before a file existed: the request
 
     for n in range(3):
         tus_upload(guest, token, f"part-{n}.csv", CSV)

@@ -138,8 +138,9 @@ class _FormReceiver:
                 raise _FormProblem(403, STALE_FORM)
             if part.filename:  # a file input left empty sends a part without a name: nothing to store
                 # The target's checks, owner and delivery, as for tus (relais.uploads).
-                file_id, writer = await common.on_disk(self.request, self.engine.begin_whole, self.target, part.filename)
-                self.current = {"id": file_id, "writer": writer, "parts": [], "block_size": 0, "size": 0,
+                file_id, writer = await common.on_disk(self.request, self.engine.begin_whole, self.target, part.filename,
+                                                             self.who)
+                self.current = {"id": file_id, "name": part.filename, "writer": writer, "parts": [], "block_size": 0, "size": 0,
                                 "pipeline": streaming.Pipeline(space.checked(self.files_dir, writer.write), self.workers)}
 
     async def data(self, chunk) -> None:
@@ -188,7 +189,7 @@ class _FormReceiver:
             await common.on_disk(self.request, self.current["writer"].close)
             await common.on_disk(self.request, functools.partial(
                 files.discard, self.engine.database, self.files_dir, self.current["id"], self.who, "upload.refused",
-                reason=reason))
+                reason=reason, name=self.current["name"][:255]))
             self.current = None
 
 
