@@ -21,6 +21,13 @@ USER_ERRORS = {
 }
 
 
+def _no_such_account(request: Request) -> Template:
+    """The accounts page, saying the account asked for does not exist (the key is not looked up
+    inside the gettext call: the extractor would take it for a text)."""
+    message = USER_ERRORS["not_found"]
+    return _users_page(request, 404, common.gettext(request, message))
+
+
 @dataclass
 class NewUserForm:
     email: str = ""
@@ -66,8 +73,7 @@ def create_user(request: Request, data: Annotated[NewUserForm, common.FORM]) -> 
 def reset_user(request: Request, user_id: int) -> Template:
     """A new one-time link to choose a password (the old password stops working once it is used)."""
     if users.get(common.db(request), user_id) is None:
-        message = USER_ERRORS["not_found"]
-        return _users_page(request, 404, common.gettext(request, message))
+        return _no_such_account(request)
     token = users.issue_login_link(common.db(request), common.who(request), user_id, purpose="reset")
     return _users_page(request, link=_link_url(request, token))
 
@@ -78,8 +84,7 @@ def confirm_deactivate(request: Request, user_id: int) -> Template | Redirect:
     database = common.db(request)
     user = users.get(database, user_id)
     if user is None:
-        message = USER_ERRORS["not_found"]
-        return _users_page(request, 404, common.gettext(request, message))
+        return _no_such_account(request)
     if not user.active:
         return Redirect("/admin/users", status_code=303)
     return common.render(
@@ -106,7 +111,7 @@ def confirm_two_factor_reset(request: Request, user_id: int) -> Template | Redir
     database = common.db(request)
     user = users.get(database, user_id)
     if user is None:
-        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+        return _no_such_account(request)
     factor = two_factor.status(database, user_id)
     if factor is None:
         return Redirect("/admin/users", status_code=303)
@@ -122,7 +127,7 @@ def reset_two_factor(request: Request, user_id: int, data: Annotated[common.Conf
     try:
         two_factor.reset(common.db(request), common.who(request), user_id, keep_session=request.scope["auth"].id_hash)
     except two_factor.TwoFactorRefused:
-        return _users_page(request, 404, common.gettext(request, USER_ERRORS["not_found"]))
+        return _no_such_account(request)
     return Redirect("/admin/users?two_factor_reset", status_code=303)
 
 

@@ -25,6 +25,7 @@ ERRORS = {
     "already": N_("Two-factor login is already set up for your account."),
 }
 STEP_ENDED = N_("The time to type the code has run out, or too many codes were wrong. Log in again.")
+WRONG_CODE = ERRORS["wrong_code"]  # outside gettext calls: the extractor would take the key for a text
 
 
 @dataclass
@@ -92,7 +93,7 @@ def submit_code(request: Request, data: Annotated[CodeForm, common.FORM]) -> Res
         return _code_page(request, 429, error, email, data.next, ended=not email)
     if result.outcome is auth.Outcome.STEP_ENDED:
         return _code_page(request, 401, common.gettext(request, STEP_ENDED), ended=True)
-    return _code_page(request, 401, common.gettext(request, ERRORS["wrong_code"]), email, data.next)
+    return _code_page(request, 401, common.gettext(request, WRONG_CODE), email, data.next)
 
 
 # -- the account's own page ----------------------------------------------------------------------
@@ -146,7 +147,7 @@ def submit_enrol(request: Request, data: Annotated[ConfirmCodeForm, common.FORM]
     except two_factor.TwoFactorRefused as exc:
         if exc.reason != "wrong_code":
             return Redirect("/account/two-factor", status_code=303)
-        return _enrol_page(request, 400, common.gettext(request, ERRORS["wrong_code"]))
+        return _enrol_page(request, 400, common.gettext(request, WRONG_CODE))
     request.app.state.shown_once.put(_once_key(request), codes)
     return Redirect("/account/two-factor/recovery-codes", status_code=303)
 
