@@ -9,13 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, clock, logs, mail, partners, retention, settings, users
+from relais import audit, clock, i18n, logs, mail, partners, retention, settings, users
 from tests.conftest import BASE_URL, PASSWORD, AuthActions, audit_rows, csrf_token
 from tests.test_mail import smtp, use_smtp  # noqa: F401  (the fixture, and its transport)
 
 NEW_PASSWORD = "quiet harbour lantern 42"
 PARTNER_EMAIL = "an.peeters@azsintjan.example"
 LINK = re.compile(r"/login/link/([A-Za-z0-9_-]{43})")
+NEW_PASSWORD_SUBJECT = i18n.gettext("nl", "Choose a new password for Relais")  # the partners here read Dutch
 
 
 def make_partner(app, contact, email=PARTNER_EMAIL, name="An Peeters", institution="AZ Sint-Jan", language="nl"):
@@ -234,7 +235,7 @@ def test_staff_renew_access_after_it_ended(app, client, auth, active_partner, st
         shown = staff_actions.post(f"/partners/{active_partner.id}/link", {"delivery": "mail"})
         assert "sent to the partner by e-mail" in shown.text
     [renewal] = outbox(app, "partner_activation")
-    assert renewal["language"] == "nl" and "Renew your access" in renewal["subject"]
+    assert renewal["language"] == "nl" and renewal["subject"] == i18n.gettext("nl", "Renew your access to Relais")
     token = LINK.search(renewal["body_text"]).group(1)
     # Until the partner uses the link, the old password (expired) stays refused; with it they choose one.
     assert auth.post(f"/login/link/{token}").headers["location"] == "/account/password"
@@ -307,7 +308,7 @@ def test_forgot_password_answers_the_same_for_everyone_and_sends_what_fits(
                         "not an address": "unknown"}
     assert all(r["actor"] == "anonymous" for r in audit_rows(app, "password.forgot"))
     [to_partner] = [r for r in outbox(app, "partner_activation") if PARTNER_EMAIL in r["recipient"]
-                    and "new password" in r["subject"]]
+                    and r["subject"] == NEW_PASSWORD_SUBJECT]
     [to_expired] = outbox(app, "partner_expired")
     [to_staff] = outbox(app, "password_reset")
     assert "old@lab.example" in to_expired["recipient"] and not LINK.search(to_expired["body_text"])
@@ -329,7 +330,7 @@ def test_forgot_password_is_throttled(app, client, auth, active_partner):
         assert auth.post("/login/forgot", {"email": PARTNER_EMAIL}).status_code == 200
     outcomes = [re.search(r'"outcome": "(\w+)"', r["detail"]).group(1) for r in audit_rows(app, "password.forgot")]
     assert outcomes == ["sent"] * partners.FORGOT_PER_ACCOUNT + ["throttled"] * 2
-    assert len([r for r in outbox(app, "partner_activation") if "new password" in r["subject"]]) == partners.FORGOT_PER_ACCOUNT
+    assert len([r for r in outbox(app, "partner_activation") if r["subject"] == NEW_PASSWORD_SUBJECT]) == partners.FORGOT_PER_ACCOUNT
 
 
 # -- deactivate, reactivate, end sessions ------------------------------------------------------
