@@ -48,6 +48,19 @@ class ConfirmForm:
         return self.confirm == "yes"
 
 
+@dataclass
+class ExtendForm:
+    """How many days from now a link stays valid, as typed."""
+
+    days: str = ""
+
+    @property
+    def whole_days(self) -> int | None:
+        """A whole number of at most four digits, else None (the limit itself is the link's to check)."""
+        days = self.days.strip()
+        return int(days) if days.isdigit() and len(days) <= 4 else None
+
+
 class PasswordChangeRequired(Exception):
     """The account must choose a new password before anything else."""
 

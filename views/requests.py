@@ -9,7 +9,6 @@ not transmitted yet are never shown here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from anyio import CancelScope
@@ -261,21 +260,16 @@ def revoke_request(request: Request, request_id: str, data: Annotated[common.Con
     return Redirect(f"/requests/{request_id}?notice=revoked", status_code=303)
 
 
-@dataclass
-class ExtendForm:
-    days: str = ""
-
-
 @post("/{request_id:str}/extend", sync_to_thread=True)
-def extend_request(request: Request, request_id: str, data: Annotated[ExtendForm, common.FORM]) -> Redirect:
+def extend_request(request: Request, request_id: str, data: Annotated[common.ExtendForm, common.FORM]) -> Redirect:
     """A link that is open, or expired (the sender missed the date), is valid ``days`` from now."""
     found = _visible(request, request_id)
     user = common.current_user(request)
-    days = data.days.strip()
-    if found.link_state() not in ("open", "expired") or not days.isdigit() or len(days) > 4:
+    days = data.whole_days
+    if found.link_state() not in ("open", "expired") or days is None:
         return Redirect(f"/requests/{request_id}?error=extend", status_code=303)
     try:
-        request_staff.extend(common.db(request), common.who(request), found, int(days), by_admin=user.is_admin)
+        request_staff.extend(common.db(request), common.who(request), found, days, by_admin=user.is_admin)
     except requests.RequestRefused:
         return Redirect(f"/requests/{request_id}?error=extend", status_code=303)
     return Redirect(f"/requests/{request_id}?notice=extended", status_code=303)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from litestar import Request, Router, get, post
@@ -204,19 +203,15 @@ def revoke_share(request: Request, share_id: str, data: Annotated[common.Confirm
     return Redirect(f"/shares/{share_id}?notice=revoked", status_code=303)
 
 
-@dataclass
-class ExtendForm:
-    days: str = ""
-
-
 @post("/{share_id:str}/extend", sync_to_thread=True)
-def extend_share(request: Request, share_id: str, data: Annotated[ExtendForm, common.FORM]) -> Redirect:
+def extend_share(request: Request, share_id: str, data: Annotated[common.ExtendForm, common.FORM]) -> Redirect:
     share = _visible(request, share_id)
     user = common.current_user(request)
-    if not share.open or not data.days.strip().isdigit() or len(data.days) > 4:
+    days = data.whole_days
+    if not share.open or days is None:
         return Redirect(f"/shares/{share_id}?error=extend", status_code=303)
     try:
-        shares.extend(common.db(request), common.who(request), share, int(data.days), by_admin=user.is_admin)
+        shares.extend(common.db(request), common.who(request), share, days, by_admin=user.is_admin)
     except shares.ShareRefused:
         return Redirect(f"/shares/{share_id}?error=extend", status_code=303)
     return Redirect(f"/shares/{share_id}?notice=extended", status_code=303)
