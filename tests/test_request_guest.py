@@ -308,7 +308,7 @@ def test_transmit_refuses_nothing_and_unfinished_uploads_then_leads_to_the_recei
     digest = hashlib.sha256(CSV).hexdigest()
     assert receipt.text.count(digest) == 2  # both files, same content
     assert "registry.csv" in receipt.text and "slow.csv" in receipt.text and "17\u00a0B" in receipt.text
-    assert "Batch number: <strong>B-1</strong>" in receipt.text
+    assert "<dt>Batch number</dt><dd>B-1</dd>" in receipt.text
     assert "href=\"/r/" not in receipt.text  # a one-submission request: nothing more to send
     assert audit_rows(app, "request.transmit")[0]["object"] == made.id
     assert app.state.db.scalar("SELECT count(*) FROM outbox WHERE kind = 'request_receipt'") == 1
