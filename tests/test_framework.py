@@ -11,6 +11,7 @@ import pytest
 from litestar import Litestar, Request, post
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import PermissionDeniedException
+from litestar.template.base import csrf_token
 from litestar.testing import TestClient
 
 from views import framework
@@ -25,6 +26,14 @@ async def check(request: Request) -> dict:
     """Excluded from the middleware: checks the token itself, from the body, as the form upload does."""
     body = (await request.body()).decode()
     return {"ours": framework.csrf_token_matches(request, body)}
+
+
+@post("/page", opt=framework.WITHOUT_CSRF_MIDDLEWARE)
+async def page(request: Request) -> dict:
+    """A route the middleware skips, rendering a page: the token its forms get, and what the
+    templates' csrf_token() then reads from the scope."""
+    given = framework.page_csrf_token(request)
+    return {"given": given, "template": csrf_token({"request": request})}
 
 
 @post("/protected")
@@ -57,7 +66,7 @@ def remember(request: Request, exc: PermissionDeniedException):
 
 
 def make_app() -> Litestar:
-    return Litestar([check, protected, refused, stream], csrf_config=CSRFConfig(secret=SECRET, cookie_name="csrf"),
+    return Litestar([check, page, protected, refused, stream], csrf_config=CSRFConfig(secret=SECRET, cookie_name="csrf"),
                     exception_handlers={PermissionDeniedException: remember}, debug=False)
 
 
@@ -95,6 +104,16 @@ def test_a_route_with_the_option_is_left_alone_by_the_middleware(client):
     body = b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n"
     response = client.post("/check", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
     assert response.status_code == 201 and response.json() == {"ours": False}
+
+
+def test_a_page_the_middleware_skips_gets_the_cookies_token_when_it_is_genuine(client):
+    good = token(client)
+    assert client.post("/page").json() == {"given": good, "template": good}
+    assert client.post("/protected", headers={"x-csrftoken": good}).status_code == 201  # it passes afterwards
+    client.cookies["csrf"] = good[:-1] + ("0" if good[-1] != "0" else "1")  # forged: no token rather than it
+    assert client.post("/page").json() == {"given": "", "template": ""}
+    client.cookies.clear()
+    assert client.post("/page").json() == {"given": "", "template": ""}
 
 
 def test_a_csrf_refusal_is_told_apart_from_a_guards(client):

@@ -19,13 +19,13 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body
 from litestar.response import Redirect
-from litestar.template.base import csrf_token
 
 from relais import audit, i18n, logs
 from relais.db import Database
 from relais.passwords import Hasher
 from relais.refusal import Size
 from relais.users import User
+from views import framework
 
 SESSION_COOKIE = "__Host-relais_session"
 LANGUAGE_COOKIE = "__Host-relais_lang"
@@ -204,7 +204,7 @@ def render(request: Request, template: str, status_code: int = 200, **context) -
     one Litestar gives a ``Template``: ``request`` (which the template helpers and ``csrf_token()``
     read) and ``csrf_input``.
     """
-    token = csrf_token({"request": request})  # what the CSRF middleware put in the scope, or ""
+    token = framework.page_csrf_token(request)  # the middleware's, or on a route it skips the cookie's
     body = request.app.template_engine.get_template(template).render(
         **context, request=request,
         csrf_input=f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}" />',
