@@ -246,6 +246,7 @@ def test_refusals_come_from_the_request_and_keep_nothing(app, inside):
     assert refused_page.status_code == 400
     # The page that says so keeps working: its forms carry the cookie's token (they had none).
     assert set(re.findall(r'name="_csrf_token" value="([^"]*)"', refused_page.text)) == {csrf(guest)}
+    assert refused_page.text.count('role="alert"') == 1  # said once, at the top
     big = form_upload(guest, token, ("big.csv", CSV * 100, "text/csv"))
     assert big.status_code == 413 and "larger than the limit" in big.text and "Send files to" in big.text
     fake = form_upload(guest, token, ("fake.pdf", b"MZ\x90\x00 not a pdf", "application/pdf"))

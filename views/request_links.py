@@ -109,7 +109,7 @@ def _page(request: Request, token: str, visitor: Guest, status: int = 200, error
 def _list(request: Request, token: str, visitor: Guest, status: int = 200, error: str = "") -> Response:
     """The htmx partial: files waiting for Transmit and unfinished uploads."""
     page = common.render(request, "request_links/_pending.html", status_code=status, token=token,
-                         file_request=visitor.request, error=error, **_lists(request, visitor))
+                         file_request=visitor.request, list_error=error, **_lists(request, visitor))
     return kept(page, request, token, visitor)
 
 
