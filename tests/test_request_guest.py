@@ -214,6 +214,15 @@ def test_files_uploaded_by_tus_and_by_the_form_wait_for_transmit_and_can_be_remo
     listed = guest.get(f"/r/{token}/files").text
     assert "half.csv" in listed and "5\u00a0B of 17\u00a0B" in listed and "add the same file again" in listed
     upload_id = url.rsplit("/", 1)[1]
+    # While it receives data (another window sends it), it cannot be removed: said once, where asked.
+    assert app.state.uploads.claim(upload_id)
+    try:
+        busy = guest.post(f"/r/{token}/uploads/{upload_id}/remove", data={"_csrf_token": csrf(guest)})
+        assert busy.status_code == 409 and busy.text.count("receiving data right now") == 1
+        busy = guest.post(f"/r/{token}/uploads/{upload_id}/remove", headers={"hx-request": "true", "x-csrftoken": csrf(guest)})
+        assert busy.status_code == 200 and busy.text.count("receiving data right now") == 1 and "half.csv" in busy.text
+    finally:
+        app.state.uploads.release(upload_id)
     removed = guest.post(f"/r/{token}/uploads/{upload_id}/remove", data={"_csrf_token": csrf(guest)},
                          follow_redirects=False)
     assert removed.status_code == 303 and removed.headers["location"] == f"/r/{token}?notice=upload_removed"
