@@ -102,11 +102,19 @@ ACTIONS = {
     "key_epoch.rekey": N_("File keys re-wrapped by today's key"),
     "key_epoch.destroy": N_("Day key destroyed: its deleted files are gone from the backups too"),
     "file.restore_left_out": N_("File left out by a restore"),
+    "space.placed": N_("File placed in a partner's space"),
+    "space.sent": N_("File sent by a partner to their space"),
+    "space.retrieved": N_("File in a partner's space retrieved by the other side"),
+    "space.delete": N_("File deleted from a partner's space"),
+    "space.purge": N_("File in a partner's space deleted by retention"),
+    "space.refused": N_("Partner refused another space's file"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
 KEYS = {
     "beyond_limit": N_("Beyond the usual limit"),
+    "by": N_("Placed by (account number)"),
+    "direction": N_("Way"),
     "bytes": N_("Bytes"),
     "contact": N_("Contact person"),
     "delivery": N_("Delivered"),
@@ -182,6 +190,8 @@ VALUES = {
         # why a request's files were deleted (relais.request_retention)
         "deadline": N_("retrieval deadline reached"), "retrieved": N_("retrieved by staff"),
         "not_transmitted": N_("never transmitted before the link ended"),
+        # why a file in a partner's space was deleted (relais.spaces)
+        "space_deadline": N_("its date in the space was reached"), "space_retrieved": N_("downloaded by the other side"),
         # second-factor codes (relais.two_factor)
         "wrong_code": N_("wrong code"), "wrong_recovery_code": N_("wrong recovery code"),
         "code_step_ended": N_("too late for the code, or too many wrong codes"),
@@ -191,6 +201,7 @@ VALUES = {
         "key_gone": N_("its day key was destroyed"), "data_missing": N_("its data was deleted during the backup"),
         "unfinished": N_("unfinished upload"),
     },
+    "direction": {"to_partner": N_("from the registry to the partner"), "from_partner": N_("from the partner to the registry")},
     "scope": {"account": N_("the account"), "client": N_("the address")},
     "kind": {"share": N_("link to a recipient"), "receipt": N_("receipt to the owner"),
              "share_locked": N_("lock warning to the owner"), "request": N_("upload invitation"),
@@ -199,7 +210,8 @@ VALUES = {
              "request_locked": N_("lock warning to the owner"),
              "partner_activation": N_("activation link to a partner"), "partner_reminder": N_("reminder to a partner before their access ends"),
              "partner_expired": N_("contact person to a partner whose access ended"),
-             "password_reset": N_("link to choose a new password")},
+             "password_reset": N_("link to choose a new password"),
+             "space_placed": N_("files placed, to a partner"), "space_received": N_("files a partner sent, to their contact person")},
     "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console"),
                 "activate": N_("partner's activation"), "renew": N_("partner's renewal"), "forgot": N_("forgotten password")},
     "delivery": {"mail": N_("by e-mail"), "shown": N_("shown once to staff")},

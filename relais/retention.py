@@ -23,7 +23,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from relais import auth, clock, files, key_epochs, partners, request_retention, shares
+from relais import auth, clock, files, key_epochs, partners, request_retention, shares, spaces
 from relais.background import Worker
 
 log = logging.getLogger("relais.retention")
@@ -40,6 +40,8 @@ def purge_all(state) -> dict[str, int]:
             "request files": request_retention.purge(database, state.config),
             "request uploads": request_retention.end_uploads(database, state.uploads),
             "partner reminders": partners.remind(database, state.config.base_url),
+            "space notices": spaces.notify(database, state.config.base_url, only_when_idle=False),
+            "space files": spaces.purge(database, files_dir),
             "orphans": files.purge_orphans(database, files_dir),
             "temporary files": clear_tmp(state.config.tmp_dir, older_than=timedelta(hours=24)),
             # Last: the files deleted above no longer hold a day key back.

@@ -43,6 +43,8 @@ SETTINGS = {
         Setting("two_factor_staff", 0, N_("1: staff must log in with a second factor (a code from an authenticator app); 0: they may choose."), 0, 1),
         Setting("partner_password_days", 14, N_("Days a partner's password stays valid from when they chose it; then they need a new activation link from staff."), 1, 365),
         Setting("partner_reminder_days", 3, N_("Days before a partner's password runs out when they are reminded by e-mail (0: no reminder)."), 0, 60),
+        Setting("space_retention_days", 30, N_("Days a file stays in a partner's space, whichever side placed it; then it is deleted."), 1, 365),
+        Setting("space_delete_when_retrieved", 0, N_("1: delete a file in a partner's space once the other side has downloaded it whole; 0: keep it until its date."), 0, 1),
         Setting("link_failures_before_wait", 3, N_("Wrong passwords on a link before each further try must wait."), 1, 100),
         Setting("link_failures_before_lock", 10, N_("Wrong passwords on a link before it is locked for good and its owner told."), 1, 100),
         Setting("max_file_size_mib", 50 * 1024, N_("Largest file that can be uploaded, in MiB."), 1, 1024 * 1024),

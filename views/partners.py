@@ -13,6 +13,7 @@ from litestar.response import Redirect
 from relais import auth, i18n, partners, users
 from relais.i18n import N_
 from views import common
+from views import spaces as space_views
 
 ERRORS = {
     "invalid_email": N_("Enter a valid e-mail address, such as name@example.org."),
@@ -74,8 +75,15 @@ def _form_page(request: Request, template: str, status: int = 200, error: str = 
 
 def _detail(request: Request, partner: partners.Partner, status: int = 200, error: str = "", link: str = "",
             notice: str = "", form: PartnerForm | None = None) -> Response:
+    """The partner's page: their details and access, and their space (views.spaces)."""
     return _form_page(request, "partners/detail.html", status, error, partner=partner, form=form or PartnerForm.of(partner),
-                      link=link, notice=notice, sessions=auth.live_sessions(common.db(request), partner.id))
+                      link=link, notice=notice, sessions=auth.live_sessions(common.db(request), partner.id),
+                      **space_views.context(request, space_views.staff_side(request, partner.id)))
+
+
+def detail_page(request: Request, partner_id: int, status: int = 200, error: str = "") -> Response:
+    """The partner's page answering a form upload into their space that was refused."""
+    return _detail(request, _partner_or_404(request, partner_id), status, error)
 
 
 def _error(request: Request, exc: Exception) -> str:
@@ -180,15 +188,6 @@ def end_sessions(request: Request, partner_id: int, data: Annotated[common.Confi
 
 # -- the partner's side, and the login page's --------------------------------------------------
 
-@get("/space", name="space", guards=[common.requires_partner], sync_to_thread=True)
-def show_space(request: Request) -> Response:
-    """The partner's page after login: their space comes here; for now what it will hold."""
-    partner = partners.get(common.db(request), common.current_user(request).id)
-    if partner is None:
-        raise NotFoundException()
-    return common.render(request, "partners/space.html", partner=partner)
-
-
 def expired_page(request: Request, user: users.User) -> Response:
     """The answer to a partner's right password once their access has ended: whom to ask."""
     partner = partners.get(common.db(request), user.id)
@@ -214,5 +213,5 @@ routes = [
     Router(path="/partners", guards=[common.requires_staff],
            route_handlers=[list_partners, new_partner, create_partner, show_partner, update_partner, new_link,
                            confirm_deactivate, set_active, confirm_end_sessions, end_sessions]),
-    Router(path="/", route_handlers=[show_space, show_forgot, submit_forgot]),
+    Router(path="/", route_handlers=[show_forgot, submit_forgot]),
 ]
