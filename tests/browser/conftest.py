@@ -92,7 +92,7 @@ class Outbox:
         deadline = time.monotonic() + timeout
         while True:
             found = [m for m in map(read_mail, sorted(set(self.folder.glob("*.eml")) - self.seen))
-                     if m["To"] == to and where(plain(m))]
+                     if m["To"].addresses[0].addr_spec == to and where(plain(m))]  # "Name <to>" too
             if len(found) >= count or time.monotonic() > deadline:
                 assert len(found) >= count, f"{count} mails to {to} expected in {self.folder}, found {len(found)}"
                 return found
