@@ -33,12 +33,13 @@ REKEY_AHEAD = timedelta(days=1)
 BATCH = 1000  # keys re-wrapped per transaction: short ones, so pages do not wait for the writer
 DESTROY, REKEY = "key_epoch.destroy", "key_epoch.rekey"
 
-# The longest each kind of stored file can live, from the settings' values. Kinds of files with a
-# retention of their own (partner spaces, when they get one) add theirs here.
+# The longest each kind of stored file can live, from the settings' values. A kind of file with a
+# retention of its own adds its life here.
 LIVES = (
     lambda values: timedelta(hours=files.UPLOAD_HOURS),  # an unfinished upload
     lambda values: timedelta(days=values["share_max_days"]),
     lambda values: timedelta(days=values["request_max_days"] + values["request_retrieval_days"]),
+    lambda values: timedelta(days=values["space_retention_days"]),  # a file in a partner's space
 )
 
 

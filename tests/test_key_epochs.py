@@ -61,7 +61,8 @@ def run(config, *args, now=None, kill=None):
 def test_the_readme_states_the_bound_the_default_settings_give():
     defaults = {name: s.default for name, s in settings.SETTINGS.items()}
     days = key_epochs.guarantee_days(defaults)
-    assert days == 1 + max(defaults["share_max_days"], defaults["request_max_days"] + defaults["request_retrieval_days"])
+    assert days == 1 + max(defaults["share_max_days"], defaults["request_max_days"] + defaults["request_retrieval_days"],
+                           defaults["space_retention_days"])
     readme = (ROOT / "README.md").read_text()
     assert f"cannot be decrypted from any backup after {days} days**" in readme
     assert f"from {days} days after its" in readme
@@ -72,7 +73,9 @@ def test_the_bound_follows_the_settings(app, admin):
     assert key_epochs.longest_life(values(app)) == timedelta(days=44)
     db.write(settings.set_value, audit.SYSTEM, admin.id, "request_retrieval_days", 60)
     assert key_epochs.longest_life(values(app)) == timedelta(days=90)
-    for name in ("request_retrieval_days", "request_max_days", "share_max_days"):
+    db.write(settings.set_value, audit.SYSTEM, admin.id, "space_retention_days", 120)
+    assert key_epochs.longest_life(values(app)) == timedelta(days=120)  # a file in a partner's space
+    for name in ("request_retrieval_days", "request_max_days", "share_max_days", "space_retention_days"):
         db.write(settings.set_value, audit.SYSTEM, admin.id, name, 1)
     assert key_epochs.longest_life(values(app)) == timedelta(days=2)  # a request: 1 + 1
     assert key_epochs.guarantee_days(values(app)) == 3
