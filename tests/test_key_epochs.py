@@ -167,7 +167,7 @@ def test_lowering_a_setting_brings_destruction_forward(app, config, staff, admin
     files.delete(app.state.db, config.files_dir, audit.SYSTEM, staff.id, gone.id)
     frozen.advance(days=10)
     assert retention.purge_all(app.state)["day keys destroyed"] == 0
-    for name in ("share_max_days", "request_max_days", "request_retrieval_days"):
+    for name in ("share_max_days", "request_max_days", "request_retrieval_days", "space_retention_days"):
         app.state.db.write(settings.set_value, audit.SYSTEM, admin.id, name, 3)
     assert retention.purge_all(app.state)["day keys destroyed"] == 1
     assert not app.state.file_keys.has("2026-11-24")
