@@ -68,6 +68,18 @@ def list_files(database: Database, partner_id: int, direction: str) -> list[Spac
     return [SpaceFile.from_row(row) for row in rows]
 
 
+def counts(database: Database) -> dict[int, dict[str, int]]:
+    """For every partner with files in their space: how many each way, and how many of those the
+    other side has not retrieved yet ({partner id: {"to_partner": n, "from_partner": n, "waiting": n}})."""
+    found: dict[int, dict[str, int]] = {}
+    for row in database.query("SELECT partner_id, direction, count(*) AS n, sum(retrieved_at IS NULL) AS waiting"
+                              " FROM space_files GROUP BY partner_id, direction"):
+        entry = found.setdefault(row["partner_id"], {TO_PARTNER: 0, FROM_PARTNER: 0, "waiting": 0})
+        entry[row["direction"]] = row["n"]
+        entry["waiting"] += row["waiting"]
+    return found
+
+
 def get(database: Database, partner_id: int, file_id: str) -> SpaceFile | None:
     """A file of this partner's space, either way; None for any other (another partner's is as
     absent as a missing one)."""

@@ -119,6 +119,9 @@ def test_staff_place_files_the_partner_is_told_once_and_downloads_them_as_a_zip(
         assert sorted(archive.namelist()) == ["labs.csv", "report.pdf"] and archive.read("report.pdf") == PDF
     assert {f.name for f in spaces.list_files(app.state.db, active_partner.id, spaces.TO_PARTNER) if f.retrieved_at} == \
         {"report.pdf", "labs.csv"}
+    # Staff see every space's files on the partners list, by institution.
+    row = next(line for line in staff_browser.get("/partners").text.split("<tr>") if "An Peeters" in line)
+    assert "3 placed, 0 sent" in row and "1 not retrieved yet" in row
 
 
 def test_a_file_is_deleted_only_after_its_confirmation(app, partner_browser, active_partner):
