@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import quote
 
 import zipstream
+from anyio import CancelScope
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.response import Stream
@@ -120,6 +122,33 @@ def zip_response(request: Request, chosen: list[files.StoredFile]) -> Response:
     headers = {"Content-Disposition": content_disposition(f"relais-{stamp}.zip"), "X-Content-Type-Options": "nosniff",
                "Cache-Control": "no-store", "Content-Length": str(len(archive))}
     return Stream(streaming.prefetch(archive, state.workers), media_type="application/zip", headers=headers)
+
+
+def counted(request: Request, response: Response, done: Callable[[int, bool], None]) -> Response:
+    """Stream ``response`` while counting what goes out, keeping the session alive; once it
+    ended, ``done(bytes sent, whole)`` runs in a worker thread. Whole means every byte went out,
+    not that the iterator ran to its end: a client that has all it was promised may close the
+    connection before the server notices. A 416 (no stream) is returned as it is."""
+    if not isinstance(response, Stream):
+        return response
+    inner, length = response.iterator, int(response.headers["Content-Length"])
+
+    async def counting():
+        sent = 0
+        try:
+            async for chunk in inner:
+                sent += len(chunk)
+                yield chunk
+        finally:
+            # Shielded: a client that disconnects cancels the response, never the bookkeeping.
+            with CancelScope(shield=True):
+                close = getattr(inner, "aclose", None)
+                if close is not None:
+                    await close()
+                await common.in_thread(done, sent, sent == length)
+
+    response.iterator = streaming.kept_alive(request, counting())
+    return response
 
 
 def _lazy(state, stored: files.StoredFile):

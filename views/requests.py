@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from anyio import CancelScope
 from litestar import Request, Router, get, post
 from litestar.exceptions import NotFoundException
-from litestar.response import Redirect, Response, Stream
+from litestar.response import Redirect, Response
 
 from relais import files, i18n, paging, passwords, request_retention, request_staff, requests, settings, users
 from views import common, downloads, streaming
@@ -183,34 +182,12 @@ def _record(state, who, found: requests.Request, session: str, single, zipped: l
 
 
 def _counted(request: Request, response: Response, found: requests.Request, single=None, zipped=()) -> Response:
-    """Stream the response while counting what was sent, and keep the staff session alive; once
-    it ended, record the retrieval. ``single``: (file, first byte) of a one-file response;
-    ``zipped``: the files of a zip, retrieved only if every byte of it went out."""
-    if not isinstance(response, Stream):
-        return response  # 416: nothing is sent, nothing counted
+    """Stream the response, and once it ended record the retrieval. ``single``: (file, first byte)
+    of a one-file response; ``zipped``: the files of a zip, retrieved only if all of it went out."""
     state, who = request.app.state, common.who(request)
     session = request.scope["auth"].id_hash
-    inner, length = response.iterator, int(response.headers["Content-Length"])
-
-    async def counting():
-        sent = 0
-        try:
-            async for chunk in inner:
-                sent += len(chunk)
-                yield chunk
-        finally:
-            # Shielded: a client that disconnects cancels the response, never the bookkeeping.
-            # Whole when every byte went out, not when the iterator ran to its end: a client that
-            # has all it was promised may close the connection before the server notices.
-            with CancelScope(shield=True):
-                close = getattr(inner, "aclose", None)
-                if close is not None:
-                    await close()
-                await common.in_thread(_record, state, who, found, session, single, list(zipped), sent,
-                                       sent == length)
-
-    response.iterator = streaming.kept_alive(request, counting())
-    return response
+    return downloads.counted(request, response, lambda sent, whole: _record(
+        state, who, found, session, single, list(zipped), sent, whole))
 
 
 @get("/{request_id:str}/files/{file_id:str}", sync_to_thread=True)

@@ -13,14 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CancelScope
 from litestar import Request, Response, Router, delete, get, head, patch, post, route
 from litestar.exceptions import NotFoundException
-from litestar.response import Redirect, Stream
+from litestar.response import Redirect
 
 from relais import audit, files, partners, spaces, targets
 from relais.i18n import N_
-from views import common, downloads, framework, streaming
+from views import common, downloads, framework
 from views import files as file_views
 from views import uploads as tus
 
@@ -91,29 +90,15 @@ def show_list(request: Request, side: Side) -> Response:
 
 def _counted(request: Request, response: Response, side: Side, chosen: list[spaces.SpaceFile],
              whole_from_start: bool) -> Response:
-    """Stream, keep the session alive, and once every byte went out (of a whole file from its
-    first byte, or of a zip) record the other side's retrieval."""
-    if not isinstance(response, Stream):
-        return response  # 416: nothing sent
+    """Stream, and once every byte went out (of a whole file from its first byte, or of a zip)
+    record the other side's retrieval."""
     state, who = request.app.state, common.who(request)
-    inner, length = response.iterator, int(response.headers["Content-Length"])
 
-    async def counting():
-        sent = 0
-        try:
-            async for chunk in inner:
-                sent += len(chunk)
-                yield chunk
-        finally:
-            with CancelScope(shield=True):  # a client going away cancels the response, not the bookkeeping
-                close = getattr(inner, "aclose", None)
-                if close is not None:
-                    await close()
-                if sent == length and whole_from_start:
-                    await common.in_thread(spaces.record_retrieval, state.db, who, side.by_partner, chosen)
+    def done(sent: int, whole: bool) -> None:
+        if whole and whole_from_start:
+            spaces.record_retrieval(state.db, who, side.by_partner, chosen)
 
-    response.iterator = streaming.kept_alive(request, counting())
-    return response
+    return downloads.counted(request, response, done)
 
 
 def download_one(request: Request, side: Side, file_id: str) -> Response:
