@@ -16,7 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response
 
 from relais import files, i18n, paging, passwords, request_retention, request_staff, requests, settings, users
-from views import common, downloads, streaming
+from views import common, downloads
 
 N_ = i18n.N_
 
