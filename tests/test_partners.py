@@ -415,6 +415,26 @@ def test_a_partner_is_refused_on_every_staff_route_and_each_try_is_audited(app, 
     assert all(r["actor"] == PARTNER_EMAIL for r in audit_rows(app, "partner.refused"))
 
 
+def test_staff_are_refused_on_every_admin_route(app, client, auth, staff):
+    """Whatever admin pages there are, now or later: staff get 403 on each, and nothing changes."""
+    auth.login()
+    token = csrf_token(client)
+    trail = len(audit_rows(app))
+    tried = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if "requires_admin" not in _guards(handler):
+                continue
+            for method in sorted(handler.http_methods):
+                path = _concrete(route.path)
+                response = client.request(method, path, data={"_csrf_token": token} if method == "POST" else None,
+                                          headers={"x-csrftoken": token}, follow_redirects=False)
+                assert response.status_code == 403, (method, path, response.status_code)
+                tried.append((method, path))
+    assert ("GET", "/admin/users") in tried and ("POST", "/admin/settings") in tried and len(tried) >= 10
+    assert len(audit_rows(app)) == trail
+
+
 def test_staff_are_not_partners(app, client, auth, staff):
     auth.login()
     assert client.get("/space").status_code == 403
