@@ -19,7 +19,7 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, audit, auth, errors, files, links, middleware, pages, partners, request_links,
+from views import (admin, admin_terms, audit, auth, errors, files, links, middleware, pages, partners, request_links,
                    request_uploads, requests, shares, spaces, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
@@ -59,6 +59,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *two_factor.routes,
             *admin.routes,
             *audit.routes,
+            *admin_terms.routes,
             *files.routes,
             *uploads.routes,
             *shares.routes,

@@ -25,12 +25,16 @@ PASSWORD_ERRORS = {
 }
 
 
+TERMS_CHANGED = N_("The terms of use changed while this page was open: version %(version)s is now in force. Read it, then log in again.")
+
+
 @dataclass
 class LoginForm:
     email: str = ""
     password: str = ""
     next: str = ""
     language: str = ""  # a language chosen on the form itself, if a form offers one
+    terms_version: str = ""  # the version the page showed: logging in accepts it, and only it
 
 
 @dataclass
@@ -70,6 +74,10 @@ def show_login(request: Request, next: str = "") -> Response:
 @post("/login")
 async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]) -> Response:
     """Check the password; on success a fresh session id (never the one the browser came with)."""
+    if (version := await common.db(request).read(terms.changed_since, data.terms_version)) is not None:
+        # The page was opened before an admin published new terms: it asked for the old version.
+        error = common.gettext(request, TERMS_CHANGED, version=version)
+        return await common.in_thread(_login_page, request, 409, error, data.email[:254], data.next)
     if (old := request.scope.get("auth")) is not None:
         await common.in_thread(auth.logout, common.db(request), common.who(request), old)
     result = await auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password,

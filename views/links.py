@@ -18,16 +18,20 @@ from litestar import Request, Router, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from relais import links, passwords, shares, users
+from relais import links, passwords, shares, terms, users
+from relais.i18n import N_
 from relais.links import downloads as share_downloads
 from views import common, downloads
 
 SHARE = shares.KIND
+# A page opened before an admin published new terms asked for the old version: ask again.
+TERMS_CHANGED = N_("The terms of use changed while this page was open: version %(version)s is now in force. Read it below, then click Access again.")
 
 
 @dataclass
 class UnlockForm:
     password: str = ""
+    terms_version: str = ""  # the version the page showed: Access accepts it, and only it
 
 
 def _cookie_name(token: str) -> str:
@@ -68,15 +72,21 @@ def _wait_minutes(seconds: int) -> int:
     return max(1, math.ceil(seconds / 60))
 
 
-async def unlock_answer(request: Request, kind: links.Kind, token: str, password: str, home: str, password_page):
+async def unlock_answer(request: Request, kind: links.Kind, token: str, form: UnlockForm, home: str, password_page):
     """The answer to a link's password and Access button, for every kind of link: a redirect to
     ``home`` with the link session's cookie, or ``password_page(status, error)`` saying what went
     wrong and, when the next try must wait, for how long (also in Retry-After).
 
     Async, like the staff login: the check awaits argon2 and the database in their own queues,
-    so a flood of guesses holds no worker thread; only the page is rendered in one, briefly."""
+    so a flood of guesses holds no worker thread; only the page is rendered in one, briefly.
+    Access accepts the terms the page showed: a page opened before newer terms were published
+    is shown again with them (409), its password not tried."""
     state = request.app.state
-    result = await links.unlock(state.db, state.hasher, kind, common.who(request), token, password,
+    if (version := await state.db.read(terms.changed_since, form.terms_version)) is not None:
+        if await links.find_open_async(state.db, kind, token) is None:
+            return await common.in_thread(_invalid, request)
+        return await common.in_thread(password_page, 409, common.gettext(request, TERMS_CHANGED, version=version))
+    result = await links.unlock(state.db, state.hasher, kind, common.who(request), token, form.password,
                                 state.config.base_url)
     if result.outcome is links.Unlock.OK:
         response = Redirect(home, status_code=303)
@@ -122,7 +132,7 @@ def open_link(request: Request, token: str) -> Template:
 @post("/s/{token:str}")
 async def unlock_link(request: Request, token: str, data: Annotated[UnlockForm, common.FORM]) -> Template | Redirect:
     """The password and the Access button; accepting the terms is recorded with the access."""
-    return await unlock_answer(request, SHARE, token, data.password, f"/s/{token}",
+    return await unlock_answer(request, SHARE, token, data, f"/s/{token}",
                          lambda status, error: _password_page(request, token, status, error))
 
 

@@ -144,7 +144,7 @@ async def unlock_request(request: Request, token: str,
     found = await links.find_open_async(common.db(request), KIND, token)
     if found is not None:
         speak(request, found)
-    return await link_views.unlock_answer(request, KIND, token, data.password, f"/r/{token}",
+    return await link_views.unlock_answer(request, KIND, token, data, f"/r/{token}",
                                           lambda status, error: _password_page(request, token, found, status, error))
 
 
