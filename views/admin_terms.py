@@ -14,11 +14,11 @@ from relais.i18n import N_
 from views import common
 
 ERRORS = {
-    "title_required": N_("%(language)s: enter a title."),
-    "body_required": N_("%(language)s: enter the text of the terms."),
-    "title_too_long": N_("%(language)s: the title is longer than %(maximum)s characters."),
-    "body_too_long": N_("%(language)s: the text is longer than %(maximum)s characters."),
-    "control_character": N_("%(language)s: the text contains a control character (such as a NUL byte). Remove it, or paste the text again as plain text."),
+    "title_required": N_("%(language_name)s: enter a title."),
+    "body_required": N_("%(language_name)s: enter the text of the terms."),
+    "title_too_long": N_("%(language_name)s: the title is longer than %(maximum)s characters."),
+    "body_too_long": N_("%(language_name)s: the text is longer than %(maximum)s characters."),
+    "control_character": N_("%(language_name)s: the text contains a control character (such as a NUL byte). Remove it, or paste the text again as plain text."),
     "unchanged": N_("Nothing changed: the texts are those of the version in force. Edit them before publishing."),
     "changed_meanwhile": N_("Another admin published version %(version)s meanwhile. Your texts are kept below: check them against it, then publish again."),
 }
@@ -63,8 +63,9 @@ def _edit_page(request: Request, texts: dict[str, tuple[str, str]] | None = None
     version = database.read_sync(terms.in_force)
     message = ""
     if error is not None:
-        language = error.variables.get("language")
-        shown = {**error.variables, **({"language": language_names(request)[language]} if language else {})}
+        shown = {key: value for key, value in error.variables.items() if key not in ("language", "field")}
+        if "language" in error.variables:
+            shown["language_name"] = language_names(request)[error.variables["language"]]
         template = ERRORS[error.reason]
         message = common.gettext(request, template, **shown)
     return common.render(
