@@ -415,3 +415,11 @@ def test_an_unknown_link_with_an_old_terms_version_looks_like_any_unknown_link(a
     plain = guest.post("/s/" + "A" * 43, data={"password": PASSWORD, "_csrf_token": csrf_token(guest)},
                        follow_redirects=False)
     assert response.status_code == plain.status_code == 404
+
+
+def test_bytes_that_are_not_utf8_are_refused_and_nothing_is_written(app, client, auth, admin):
+    auth.login(email=admin.email)
+    body = b"title_en=Terms&body_en=caf%E9&based_on=1&_csrf_token=" + csrf_token(client).encode()
+    response = client.post("/admin/terms", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400 and "The request contained text that is not valid UTF-8." in response.text
+    assert version(app) == 1

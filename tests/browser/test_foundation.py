@@ -29,7 +29,9 @@ def test_login_navigate_switch_language_and_log_out(page, server, tmp_path):
     page.get_by_role("link", name="Audit trail").click()
     expect(page.get_by_role("cell", name="login.success").first).to_be_visible()
 
-    page.get_by_role("link", name="Terms of use").click()
+    # The footer's: the public page (an admin's nav has its own "Terms of use", the edit page).
+    page.get_by_role("contentinfo").get_by_role("link", name="Terms of use").click()
+    expect(page).to_have_url(server.url + "/terms")
     check_accessibility(page)
 
     for code, name, heading in [("fr", "Français", "Conditions d'utilisation"), ("nl", "Nederlands", "Gebruiksvoorwaarden"),
