@@ -19,8 +19,8 @@ from litestar.template.config import TemplateConfig
 
 from relais import i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, admin_terms, audit, auth, errors, files, links, middleware, pages, partners, request_links,
-                   request_uploads, requests, shares, spaces, two_factor, uploads)
+from views import (admin, admin_terms, audit, auth, errors, files, institutions, links, middleware, pages, partners,
+                   request_links, request_uploads, requests, shares, spaces, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -68,6 +68,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *request_links.routes,
             *request_uploads.routes,
             *partners.routes,
+            *institutions.routes,
             *spaces.routes,
             create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
         ],

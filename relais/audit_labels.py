@@ -34,6 +34,7 @@ ACTIONS = {
     "user.login_link": N_("One-time login link made"),
     "user.login_link_used": N_("One-time login link used"),
     "user.login_link_refused": N_("Unknown or used one-time login link"),
+    "user.role_change": N_("Role changed"),
     "two_factor.enrol": N_("Two-factor login being set up (key shown)"),
     "two_factor.confirm": N_("Two-factor login turned on"),
     "two_factor.code_accepted": N_("Second-factor code accepted"),
@@ -91,6 +92,7 @@ ACTIONS = {
     "request.delete": N_("Request and its files deleted"),
     "request.purge": N_("Request's files deleted by retention"),
     "institution.create": N_("Institution added"),
+    "institution.rename": N_("Institution renamed"),
     "partner.create": N_("Partner account created"),
     "partner.update": N_("Partner's details changed"),
     "partner.link": N_("Partner's activation link made"),
@@ -135,6 +137,7 @@ KEYS = {
     "failures": N_("Wrong passwords"),
     "file": N_("File"),
     "first": N_("First complete download"),
+    "from_role": N_("Role before"),
     "files": N_("Files"),
     "filters": N_("Search"),
     "hash": N_("Hash"),
@@ -149,6 +152,7 @@ KEYS = {
     "max_files": N_("Most files"),
     "outbox_id": N_("E-mail number"),
     "password": N_("Password"),
+    "previous_name": N_("Previous name"),
     "purpose": N_("Purpose"),
     "reason": N_("Reason"),
     "recipient": N_("Recipient"),
@@ -222,6 +226,7 @@ VALUES = {
     "password": {"typed": N_("typed by the owner"), "generated": N_("made by Relais")},
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
+VALUES["from_role"] = VALUES["role"]
 SIZES = {"size", "length", "max_file_size", "bytes"}
 TIMES = {"expires_at", "retrieve_by", "due"}
 CODES = {"file", "files", "sha256", "error", "hash", "submission", "fields", "unreadable"}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, emails, i18n, mail, settings, throttle, users
+from relais import audit, clock, emails, i18n, mail, paging, settings, throttle, users
 from relais.db import Database
 from relais.refusal import Refused
 
@@ -96,6 +96,24 @@ def grouped(database: Database) -> list[tuple[str, list[Partner]]]:
         partner = _partner(row)
         groups.setdefault(partner.institution_id, (partner.institution, []))[1].append(partner)
     return list(groups.values())
+
+
+def among(database: Database, user_ids: list[int]) -> dict[int, Partner]:
+    """The partners among these accounts, by id (for the accounts page: their institution and access)."""
+    if not user_ids:
+        return {}
+    marks = ", ".join("?" for _ in user_ids)
+    return {p.id: p for p in map(_partner, database.query(_SELECT + f" WHERE partners.user_id IN ({marks})", list(user_ids)))}
+
+
+def of_institution(database: Database, institution_id: int, page: int = 1,
+                   per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of an institution's partners, by full name."""
+    rows, page, total = database.read_sync(
+        paging.fetch, "SELECT count(*) FROM partners WHERE institution_id = ?",
+        _SELECT + " WHERE partners.institution_id = ? ORDER BY users.name, users.email, users.id", [institution_id],
+        page, per_page)
+    return paging.Page([_partner(r) for r in rows], page, per_page, total)
 
 
 def institution_names(database: Database) -> list[str]:

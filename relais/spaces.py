@@ -68,6 +68,21 @@ def list_files(database: Database, partner_id: int, direction: str) -> list[Spac
     return [SpaceFile.from_row(row) for row in rows]
 
 
+def of_partners(database: Database, partner_ids: list[int]) -> dict[int, list[SpaceFile]]:
+    """The files of these partners' spaces, both ways, in one read ({partner id: files}, those
+    the registry placed first, each way newest first; a partner with none is left out)."""
+    if not partner_ids:
+        return {}
+    marks = ", ".join("?" for _ in partner_ids)
+    rows = database.query(_SELECT + f" WHERE space_files.partner_id IN ({marks})"
+                          " ORDER BY space_files.direction = 'from_partner', space_files.placed_at DESC, files.id",
+                          list(partner_ids))
+    found: dict[int, list[SpaceFile]] = {}
+    for row in rows:
+        found.setdefault(row["partner_id"], []).append(SpaceFile.from_row(row))
+    return found
+
+
 def counts(database: Database) -> dict[int, dict[str, int]]:
     """For every partner with files in their space: how many each way, and how many of those the
     other side has not retrieved yet ({partner id: {"to_partner": n, "from_partner": n, "waiting": n}})."""

@@ -11,6 +11,8 @@ from relais.db import Database
 from relais.refusal import Refused
 
 ROLES = ("admin", "staff", "partner")
+STAFF_ROLES = ("admin", "staff")  # a role change moves an account between these, never to or from partner
+SEARCH_WORDS = 5
 # Deliberately plain: one @, no spaces or control characters, a dot in the domain or localhost.
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f<>,;:\"()\[\]\\]{1,64}@([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
 
@@ -71,10 +73,22 @@ def by_email(database: Database, email: str) -> dict | None:
     return database.query_one("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
 
 
-def list_users(database: Database, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
-    """One page of every account, by role then e-mail address."""
+def list_users(database: Database, page: int = 1, per_page: int = paging.PER_PAGE, role: str = "",
+               search: str = "") -> paging.Page:
+    """One page of the accounts, by role then e-mail address: of one role (else every one) and,
+    with ``search``, those whose name or e-mail address holds it (whatever its case)."""
+    where, params = [], []
+    if role in ROLES:
+        where.append("role = ?")
+        params.append(role)
+    for word in search.split()[:SEARCH_WORDS]:  # each word somewhere in the name or the address
+        where.append("(name LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\')")
+        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params += [pattern, pattern]
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
     rows, page, total = database.read_sync(
-        paging.fetch, "SELECT count(*) FROM users", "SELECT * FROM users ORDER BY role, email, id", [], page, per_page,
+        paging.fetch, f"SELECT count(*) FROM users{clause}", f"SELECT * FROM users{clause} ORDER BY role, email, id",
+        params, page, per_page,
     )
     return paging.Page([User.from_row(r) for r in rows], page, per_page, total)
 
@@ -150,6 +164,34 @@ def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -
         audit.record(db, who, "user.activate" if active else "user.deactivate", row[0])
 
     database.write(update)
+
+
+def change_role(database: Database, who: audit.Who, user_id: int, role: str) -> bool:
+    """Make a staff account an admin or an admin staff; returns whether it changed. The role is
+    read at every request (:func:`relais.auth.resolve_session`), so the person's open sessions
+    have the new role at their next page: a former admin is refused the admin pages at once, a
+    new admin who must have a second factor is sent to set one up first. A partner never becomes
+    staff, nor staff a partner (their accounts hold other things: a space, an institution)."""
+
+    def update(db) -> bool:
+        row = db.execute("SELECT email, role, active FROM users WHERE id = ?", [user_id]).fetchone()
+        if row is None:
+            raise UserError("not_found")
+        if row[1] not in STAFF_ROLES or role == "partner":
+            raise UserError("partner_role")
+        if role not in STAFF_ROLES:
+            raise UserError("invalid_role")
+        if row[1] == role:
+            return False
+        if row[1] == "admin" and row[2] and db.execute(
+            "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1"
+        ).fetchone()[0] <= 1:
+            raise UserError("last_admin_role")
+        db.execute("UPDATE users SET role = ? WHERE id = ?", [role, user_id])
+        audit.record(db, who, "user.role_change", row[0], from_role=row[1], role=role)
+        return True
+
+    return database.write(update)
 
 
 def set_language(database: Database, who: audit.Who, user_id: int, language: str) -> bool:

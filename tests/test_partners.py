@@ -446,7 +446,7 @@ def test_every_post_needs_its_csrf_token(app, client, auth, staff, partner):
     posts = [_concrete(route.path).replace("/1", f"/{partner.id}") for route in app.routes
              for h in getattr(route, "route_handlers", []) if "POST" in h.http_methods
              and (route.path.startswith("/partners") or route.path == "/login/forgot")]
-    assert len(posts) == 9  # the partner's details, link, activation, sessions; their space's delete, upload, tus
+    assert len(posts) == 10  # the partner's details, link, activation, sessions; their space's delete, upload, tus; an institution's rename
     before = app.state.db.scalar("SELECT count(*) FROM audit_log")
     for path in posts:
         response = client.post(path, data={"confirm": "yes", "email": PARTNER_EMAIL, "delivery": "shown"},
