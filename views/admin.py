@@ -157,7 +157,7 @@ def confirm_role_change(request: Request, user_id: int) -> Template:
     has_factor = two_factor.status(database, user_id) is not None
     return common.render(request, "admin/role.html", account=user, to=to, keep=_keep(request),
                          itself=user.id == common.current_user(request).id,
-                         must_enrol=not has_factor and database.read_sync(two_factor.required, to))
+                         enrol_next=not has_factor and database.read_sync(two_factor.required, to))
 
 
 @post("/users/{user_id:int}/role", sync_to_thread=True)
