@@ -80,8 +80,9 @@ def test_an_institution_shows_its_partners_and_their_files_both_ways_and_nobody_
     assert page.status_code == 200 and "<h1>AZ Sint-Jan</h1>" in page.text
     partner_rows = table_rows(page.text)
     assert [row[0] for row in partner_rows] == ["An Peeters", "Bea Maes"]
-    assert partner_rows[0][1:] == ["Data manager", PARTNER_EMAIL, "Access until 8 Dec 2026, 10:00 CET", "Sam Staff"]
-    assert partner_rows[1][3] == "Not activated yet" and partner_rows[1][4] == "Sam Staff"
+    assert partner_rows[0][1:] == ["Data manager", PARTNER_EMAIL, "+32 50 45 21 11", "Sam Staff",
+                                   "Access until 8 Dec 2026, 10:00 CET", "1 placed, 2 sent2 not retrieved yet"]
+    assert partner_rows[1][4:] == ["Sam Staff", "Not activated yet", "–"]
     assert f'<a href="/partners/{peeters.id}">An Peeters</a>' in page.text
     assert f'<a href="/partners/{maes.id}">Bea Maes</a>' in page.text
 

@@ -76,6 +76,25 @@ def login(page, server, email=ADMIN_EMAIL, password=ADMIN_PASSWORD) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
+def new_staff_account(page, server, email: str, name: str) -> str:
+    """An admin logs in and makes a staff account on the Accounts page; returns its one-time link."""
+    login(page, server)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_label("Full name").fill(name)
+    page.get_by_role("button", name="Create account").click()
+    return page.locator("#login-link").inner_text()
+
+
+def choose_password(page, link: str, password: str) -> None:
+    """Open a one-time link and choose the account's password with it, as its person would."""
+    page.goto(link)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("New password", exact=True).fill(password)
+    page.get_by_label("New password again").fill(password)
+    page.get_by_role("button", name="Save password").click()
+
+
 class Outbox:
     """The server's outbox from a point on: the browser tests share one server, and a mail an
     earlier test set off may still land after this one began, so mails are picked by who they are

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import check_accessibility, login
+from tests.browser.conftest import check_accessibility, choose_password, login, new_staff_account
 from tests.browser.test_spaces import drop
 
 SHOTS = Path("/tmp/shots")
@@ -67,11 +67,7 @@ def test_an_admin_filters_to_partners_and_resets_ones_access(page, browser, serv
     partner = context.new_page()
     partner.set_default_timeout(10_000)
     try:
-        partner.goto(link)
-        partner.get_by_role("button", name="Continue").click()
-        partner.get_by_label("New password", exact=True).fill(PARTNER_PASSWORD)
-        partner.get_by_label("New password again").fill(PARTNER_PASSWORD)
-        partner.get_by_role("button", name="Save password").click()
+        choose_password(partner, link, PARTNER_PASSWORD)
         expect(partner.get_by_role("heading", level=1)).to_have_text("My space")
     finally:
         context.close()
@@ -80,11 +76,7 @@ def test_an_admin_filters_to_partners_and_resets_ones_access(page, browser, serv
 
 
 def test_an_admin_makes_a_staff_member_an_admin(page, server):
-    login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
-    page.get_by_label("E-mail address").fill(STAFF)
-    page.get_by_label("Full name").fill("Mila Peeters")
-    page.get_by_role("button", name="Create account").click()
+    new_staff_account(page, server, STAFF, "Mila Peeters")
     page.get_by_label("Search").fill("mila")
     page.get_by_role("button", name="Show", exact=True).click()
     page.get_by_role("link", name=f"Make admin {STAFF}").click()

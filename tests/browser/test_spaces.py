@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, Outbox, check_accessibility, login, plain
+from tests.browser.conftest import ADMIN_EMAIL, Outbox, check_accessibility, choose_password, login, plain
 
 PARTNER = "lieve.claes@azgroeninge.example"
 PASSWORD = "copper lantern orchard nine"
@@ -60,11 +60,7 @@ def test_a_partner_exchanges_files_with_the_registry_both_ways(page, browser, se
     partner = context.new_page()
     partner.set_default_timeout(10_000)
     try:
-        partner.goto(link)
-        partner.get_by_role("button", name="Continue").click()
-        partner.get_by_label("New password", exact=True).fill(PASSWORD)
-        partner.get_by_label("New password again").fill(PASSWORD)
-        partner.get_by_role("button", name="Save password").click()
+        choose_password(partner, link, PASSWORD)
         expect(partner.get_by_role("heading", level=1)).to_have_text("My space")
         check_accessibility(partner)
         drop(partner, SENT)

@@ -10,7 +10,7 @@ import time
 import pyotp
 from playwright.sync_api import expect
 
-from tests.browser.conftest import check_accessibility, login
+from tests.browser.conftest import check_accessibility, choose_password, login, new_staff_account
 
 EMAIL = "totp.staff@registry.example"
 PASSWORD = "amber kettle orchard 27"
@@ -18,19 +18,10 @@ PASSWORD = "amber kettle orchard 27"
 
 def test_a_staff_member_enrols_and_logs_in_with_a_code(page, server):
     # An admin makes the account; its one-time link is shown once.
-    login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
-    page.get_by_label("E-mail address").fill(EMAIL)
-    page.get_by_label("Full name").fill("Tess Totp")
-    page.get_by_role("button", name="Create account").click()
-    link = page.locator("#login-link").inner_text()
+    link = new_staff_account(page, server, EMAIL, "Tess Totp")
     page.get_by_role("button", name="Log out").click()
 
-    page.goto(link)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("New password", exact=True).fill(PASSWORD)
-    page.get_by_label("New password again").fill(PASSWORD)
-    page.get_by_role("button", name="Save password").click()
+    choose_password(page, link, PASSWORD)
     expect(page.get_by_role("heading", level=1)).to_contain_text("Tess Totp")
 
     # Staff need no second factor by default: she chooses to set one up.
