@@ -103,7 +103,8 @@ def among(database: Database, user_ids: list[int]) -> dict[int, Partner]:
     if not user_ids:
         return {}
     marks = ", ".join("?" for _ in user_ids)
-    return {p.id: p for p in map(_partner, database.query(_SELECT + f" WHERE partners.user_id IN ({marks})", list(user_ids)))}
+    rows = database.query(_SELECT + f" WHERE partners.user_id IN ({marks})", list(user_ids))
+    return {partner.id: partner for partner in map(_partner, rows)}
 
 
 def of_institution(database: Database, institution_id: int, page: int = 1,

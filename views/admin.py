@@ -163,7 +163,8 @@ def confirm_role_change(request: Request, user_id: int) -> Template:
 @post("/users/{user_id:int}/role", sync_to_thread=True)
 def change_role(request: Request, user_id: int, data: Annotated[RoleForm, common.FORM]) -> Template | Redirect:
     if not data.given:
-        return Redirect(f"/admin/users/{user_id}/role", status_code=303)
+        kept = _keep(request)
+        return Redirect(f"/admin/users/{user_id}/role" + (f"?{kept}" if kept else ""), status_code=303)
     try:
         users.change_role(common.db(request), common.who(request), user_id, data.role)
     except users.UserError as exc:
