@@ -17,10 +17,10 @@ from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from relais import i18n, retention, setup
+from relais import capacity, i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, admin_terms, audit, auth, errors, files, institutions, links, middleware, pages, partners,
-                   request_links, request_uploads, requests, shares, spaces, two_factor, uploads)
+from views import (admin, admin_ops, admin_terms, audit, auth, errors, files, institutions, links, middleware, pages,
+                   partners, request_links, request_uploads, requests, shares, spaces, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -52,6 +52,7 @@ def create_app(config: Config | None = None) -> Litestar:
     config = config or from_env()
     state = State(setup.prepare(config))
     janitor = retention.Janitor(state)
+    capacity_watch = capacity.Watch(state)
     return Litestar(
         route_handlers=[
             *pages.routes,
@@ -60,6 +61,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *admin.routes,
             *audit.routes,
             *admin_terms.routes,
+            *admin_ops.routes,
             *files.routes,
             *uploads.routes,
             *shares.routes,
@@ -85,9 +87,10 @@ def create_app(config: Config | None = None) -> Litestar:
         middleware=[middleware.strict_utf8_middleware, middleware.session_middleware],
         before_send=[middleware.security_headers],
         exception_handlers=errors.handlers,
-        # Background work (the mail outbox, retention) runs in the server; tests drive it themselves.
-        on_startup=[state.mail_sender.start, janitor.start] if config.background_jobs else [],
-        on_shutdown=[state.mail_sender.stop, janitor.stop, state.uploads.close, state.db.close],
+        # Background work (the mail outbox, retention, the free-space warning) runs in the server;
+        # tests drive it themselves.
+        on_startup=[state.mail_sender.start, janitor.start, capacity_watch.start] if config.background_jobs else [],
+        on_shutdown=[state.mail_sender.stop, janitor.stop, capacity_watch.stop, state.uploads.close, state.db.close],
         # Forms are small; upload routes raise this limit for themselves.
         request_max_body_size=2 * 1024 * 1024,
         openapi_config=None,  # no schema endpoints: nothing to learn about the app from outside

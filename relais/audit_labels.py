@@ -59,6 +59,8 @@ ACTIONS = {
     "mail.queued": N_("E-mail queued"),
     "mail.sent": N_("E-mail sent"),
     "mail.deferred": N_("E-mail delayed, will be retried"),
+    "mail.retry": N_("E-mail retried now by an admin"),
+    "mail.retry_all": N_("Every failed e-mail retried now by an admin"),
     "share.create": N_("Share created"),
     "share.password_shown": N_("Share password shown to its owner"),
     "share.password_link_create": N_("One-time password link made"),
@@ -110,10 +112,13 @@ ACTIONS = {
     "space.delete": N_("File deleted from a partner's space"),
     "space.purge": N_("File in a partner's space deleted by retention"),
     "space.refused": N_("Partner refused another space's file"),
+    "storage.low": N_("Free space below the warning threshold: admins warned"),
+    "storage.recovered": N_("Free space back above the warning threshold"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
 KEYS = {
+    "admins": N_("Admins e-mailed"),
     "beyond_limit": N_("Beyond the usual limit"),
     "by": N_("Placed by (account number)"),
     "direction": N_("Way"),
@@ -135,6 +140,7 @@ KEYS = {
     "expires_at": N_("Valid until"),
     "expires_days": N_("Valid for (days)"),
     "failures": N_("Wrong passwords"),
+    "free": N_("Free space"),
     "file": N_("File"),
     "first": N_("First complete download"),
     "from_role": N_("Role before"),
@@ -142,6 +148,7 @@ KEYS = {
     "filters": N_("Search"),
     "hash": N_("Hash"),
     "kind": N_("E-mail"),
+    "mails": N_("E-mails"),
     "language": N_("Language"),
     "left": N_("Recovery codes left"),
     "languages": N_("Languages"),
@@ -166,10 +173,13 @@ KEYS = {
     "sessions": N_("Sessions"),
     "several": N_("Several submissions"),
     "sha256": N_("SHA-256"),
+    "since": N_("Since"),
     "size": N_("Size"),
     "start": N_("From byte"),
     "terms_version": N_("Terms version"),
+    "threshold": N_("Warning threshold (% free)"),
     "through": N_("Up to row"),
+    "total": N_("Disk size"),
     "submission": N_("Submission"),
     "to": N_("To"),
     "types": N_("Accepted types"),
@@ -215,7 +225,8 @@ VALUES = {
              "partner_activation": N_("activation link to a partner"), "partner_reminder": N_("reminder to a partner before their access ends"),
              "partner_expired": N_("contact person to a partner whose access ended"),
              "password_reset": N_("link to choose a new password"),
-             "space_placed": N_("files placed, to a partner"), "space_received": N_("files a partner sent, to their contact person")},
+             "space_placed": N_("files placed, to a partner"), "space_received": N_("files a partner sent, to their contact person"),
+             "storage_low": N_("free space running low, to the admins")},
     "purpose": {"login": N_("first login"), "reset": N_("password reset"), "setup": N_("first admin, from the console"),
                 "activate": N_("partner's activation"), "renew": N_("partner's renewal"), "forgot": N_("forgotten password")},
     "delivery": {"mail": N_("by e-mail"), "shown": N_("shown once to staff")},
@@ -227,8 +238,8 @@ VALUES = {
     "role": {"admin": N_("Admin"), "staff": N_("Staff"), "partner": N_("Partner")},
 }
 VALUES["from_role"] = VALUES["role"]
-SIZES = {"size", "length", "max_file_size", "bytes"}
-TIMES = {"expires_at", "retrieve_by", "due"}
+SIZES = {"size", "length", "max_file_size", "bytes", "free", "total"}
+TIMES = {"expires_at", "retrieve_by", "due", "since"}
 CODES = {"file", "files", "sha256", "error", "hash", "submission", "fields", "unreadable"}
 
 SYSTEM = N_("Relais (automatic)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 
 from relais import i18n, times
@@ -40,9 +41,12 @@ def environment() -> Environment:
     def size(ctx, n: int) -> str:
         return i18n.human_size(ctx["lang"], n)
 
+    @pass_context
+    def number(ctx, n) -> str:
+        return format_decimal(n, locale=ctx["lang"])
+
     env.install_gettext_callables(gettext, ngettext, newstyle=True)
-    env.globals["when"] = when
-    env.globals["size"] = size
+    env.globals.update(when=when, size=size, number=number)
     return env
 
 

@@ -26,7 +26,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-from relais import audit, clock
+from relais import audit, clock, paging
 from relais.background import Worker
 from relais.config import Config
 from relais.db import Database
@@ -199,6 +199,60 @@ def _failed(db, row: dict, error: str, delay: int) -> None:
     )
     if row["attempts"] == 0:  # the first failure is worth a trace; the retries are in the row
         audit.record(db, audit.SYSTEM, "mail.deferred", row["object"], kind=row["kind"], outbox_id=row["id"], error=error)
+
+
+# -- the outbox as admins see it (the Outbox page) ---------------------------------------------
+
+# A mail's fields an admin may see: never a body, which holds a link's secret until it is sent.
+LISTED = "id, created_at, kind, object, recipient, subject, attempts, next_attempt_at, last_error, sent_at"
+LISTS = {
+    # Mails a send failed for, retried with growing delays (never dropped), the soonest retry first.
+    "failed": ("status = 'pending' AND attempts > 0", "next_attempt_at, id"),
+    # Mails not tried yet: the sender takes them within seconds, so this list is short but for a stop.
+    "waiting": ("status = 'pending' AND attempts = 0", "next_attempt_at, id"),
+    "sent": ("status = 'sent'", "sent_at DESC, id DESC"),
+}
+
+
+class RetryRefused(ValueError):
+    """The mail to retry is not in the outbox (``reason`` "unknown") or was already sent ("sent")."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def listed(database: Database, which: str, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the outbox's ``which`` list (a key of :data:`LISTS`), without the bodies."""
+    where, order = LISTS[which]
+    rows, page, total = database.read_sync(
+        paging.fetch, f"SELECT count(*) FROM outbox WHERE {where}",
+        f"SELECT {LISTED} FROM outbox WHERE {where} ORDER BY {order}", [], page, per_page)
+    return paging.Page(rows, page, per_page, total)
+
+
+def retry(db, who: audit.Who, outbox_id: int) -> dict:
+    """Inside a write: make an unsent mail due now (the caller wakes the sender). Its attempts and
+    last error stay: the next try, failed or not, is counted on top of them."""
+    row = next(db.query("SELECT id, object, kind, recipient, status FROM outbox WHERE id = ?", [outbox_id]), None)
+    if row is None:
+        raise RetryRefused("unknown")
+    if row["status"] != "pending":
+        raise RetryRefused("sent")
+    db.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [clock.now_iso(), outbox_id])
+    audit.record(db, who, "mail.retry", row["object"], kind=row["kind"], to=parseaddr(row["recipient"])[1],
+                 outbox_id=outbox_id)
+    return row
+
+
+def retry_failed(db, who: audit.Who) -> int:
+    """Inside a write: make every mail a send failed for due now; returns how many (one audit row)."""
+    now = clock.now_iso()
+    retried = db.execute("UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' AND attempts > 0"
+                         " AND next_attempt_at > ?", [now, now]).rowcount
+    if retried:
+        audit.record(db, who, "mail.retry_all", "", mails=retried)
+    return retried
 
 
 class Sender(Worker):

@@ -49,6 +49,7 @@ SETTINGS = {
         Setting("link_failures_before_lock", 10, N_("Wrong passwords on a link before it is locked for good and its owner told."), 1, 100),
         Setting("max_file_size_mib", 50 * 1024, N_("Largest file that can be uploaded, in MiB."), 1, 1024 * 1024),
         Setting("max_files_per_account", 500, N_("Most files one account can hold, uploads in progress included."), 1, 100_000),
+        Setting("storage_warning_free_percent", 10, N_("Free space, in percent of the data folder's disk, below which every admin is e-mailed (once, until it has risen above it again)."), 1, 90),
     ]
 }
 

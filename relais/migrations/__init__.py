@@ -3,7 +3,8 @@ applied migration: add the next one, in the module of its part (shares and files
 :mod:`relais.migrations.schema`, requests in :mod:`relais.migrations.requests`, the second factor in
 :mod:`relais.migrations.two_factor`, partners in :mod:`relais.migrations.partners`, day keys in
 :mod:`relais.migrations.key_epochs`, the audit trail's search in :mod:`relais.migrations.audit_search`,
-partner spaces in :mod:`relais.migrations.spaces`).
+partner spaces in :mod:`relais.migrations.spaces`, free-space warnings in
+:mod:`relais.migrations.storage_warnings`).
 
 The schema is documented for admins who query the database directly in ``docs/schema.md``.
 Times are ISO 8601 strings in UTC (``2026-11-24T09:37:59.123456+00:00``), which sort correctly
@@ -16,6 +17,7 @@ from relais.migrations import two_factor  # noqa: F401  (registers 0009 after 00
 from relais.migrations import partners  # noqa: F401  (registers 0010 after 0009)
 from relais.migrations import key_epochs  # noqa: F401  (registers 0011 after 0010)
 from relais.migrations import audit_search  # noqa: F401  (registers 0012 after 0011)
-from relais.migrations import spaces  # noqa: F401  (registers 0013, last)
+from relais.migrations import spaces  # noqa: F401  (registers 0013 after 0012)
+from relais.migrations import storage_warnings  # noqa: F401  (registers 0015)
 
 __all__ = ["migrations"]
