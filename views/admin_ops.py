@@ -20,16 +20,12 @@ RETRY_ERRORS = {
 LISTS = tuple(mail.LISTS)  # the outbox page's lists, each paged by its own query parameter
 
 
-def _pages(request: Request) -> dict[str, int]:
-    return {which: paging.number(request.query_params.get(which)) for which in LISTS}
-
-
 def _outbox_page(request: Request, status: int = 200, error: str = "") -> Response:
-    pages = _pages(request)
-    lists = {which: mail.listed(common.db(request), which, pages[which]) for which in LISTS}
-    # Each list's pager keeps the other lists where they are.
-    hrefs = {which: "/admin/outbox?" + urlencode({k: v for k, v in pages.items() if k != which and v > 1} | {which: ""})
+    lists = {which: mail.listed(common.db(request), which, paging.number(request.query_params.get(which)))
              for which in LISTS}
+    # Each list's pager keeps the other lists on the page they are at.
+    hrefs = {which: "/admin/outbox?" + urlencode({k: rows.number for k, rows in lists.items() if k != which and rows.number > 1}
+                                                 | {which: ""}) for which in LISTS}
     return common.render(request, "admin/outbox.html", status_code=status, lists=lists, hrefs=hrefs, error=error,
                          kinds=audit_labels.VALUES["kind"])
 
