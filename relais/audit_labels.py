@@ -177,7 +177,7 @@ KEYS = {
     "size": N_("Size"),
     "start": N_("From byte"),
     "terms_version": N_("Terms version"),
-    "threshold": N_("Warning threshold (% free)"),
+    "threshold": N_("Warning threshold (percent free)"),
     "through": N_("Up to row"),
     "total": N_("Disk size"),
     "submission": N_("Submission"),

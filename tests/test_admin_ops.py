@@ -184,6 +184,10 @@ def test_retry_all_failed(app, client, auth, admin, frozen):
     assert row(app, sent_id)["attempts"] == 0  # not failed: untouched
     [retried] = audit_rows(app, "mail.retry_all")
     assert retried["detail"] == '{"mails": 2}' and retried["actor"] == ADMIN
+    assert "2 e-mails that failed are being sent again now." in text(client.get(response.headers["location"]))
+    again = auth.post("/admin/outbox/retry")  # both are due already: nothing to retry, nothing recorded
+    assert again.headers["location"] == "/admin/outbox?retried_all=0" and len(audit_rows(app, "mail.retry_all")) == 1
+    assert "No e-mail that failed was waiting for its next try." in text(client.get(again.headers["location"]))
 
 
 def test_each_list_is_paged(app, client, auth, admin, frozen):

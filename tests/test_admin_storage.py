@@ -104,6 +104,11 @@ def test_the_warning_mails_each_active_admin_once_re_arms_after_recovery_and_sur
     page = client.get("/admin/storage")
     assert 'class="warning" role="alert"' in page.text and "Free space is below the warning threshold." in page.text
     assert "The admins were e-mailed on" in page.text
+    # And the trail says it in words, the free space as a size (a label with a bare % would break the page).
+    trail = client.get("/admin/audit?action=storage.low")
+    assert trail.status_code == 200 and "Free space below the warning threshold: admins warned" in trail.text
+    assert "Warning threshold (percent free):" in trail.text
+    assert i18n.human_size("en", measured["free_bytes"]) in trail.text
 
     # A restart remembers the warning: no mail again.
     app.state.db.close()

@@ -27,7 +27,8 @@ def _outbox_page(request: Request, status: int = 200, error: str = "") -> Respon
     hrefs = {which: "/admin/outbox?" + urlencode({k: rows.number for k, rows in lists.items() if k != which and rows.number > 1}
                                                  | {which: ""}) for which in LISTS}
     return common.render(request, "admin/outbox.html", status_code=status, lists=lists, hrefs=hrefs, error=error,
-                         kinds=audit_labels.VALUES["kind"])
+                         kinds=audit_labels.VALUES["kind"], retried=paging.row_id(request.query_params.get("retried")),
+                         retried_all=paging.row_id(request.query_params.get("retried_all")))
 
 
 @get("/outbox", name="admin_outbox", sync_to_thread=True)
