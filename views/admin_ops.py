@@ -20,12 +20,16 @@ RETRY_ERRORS = {
 LISTS = tuple(mail.LISTS)  # the outbox page's lists, each paged by its own query parameter
 
 
+def _pager_href(lists: dict[str, paging.Page], which: str) -> str:
+    """The URL of list ``which``'s pages up to its page number: the other lists stay on theirs."""
+    others = {name: rows.number for name, rows in lists.items() if name != which and rows.number > 1}
+    return "/admin/outbox?" + urlencode({**others, which: ""})
+
+
 def _outbox_page(request: Request, status: int = 200, error: str = "") -> Response:
     lists = {which: mail.listed(common.db(request), which, paging.number(request.query_params.get(which)))
              for which in LISTS}
-    # Each list's pager keeps the other lists on the page they are at.
-    hrefs = {which: "/admin/outbox?" + urlencode({k: rows.number for k, rows in lists.items() if k != which and rows.number > 1}
-                                                 | {which: ""}) for which in LISTS}
+    hrefs = {which: _pager_href(lists, which) for which in LISTS}
     return common.render(request, "admin/outbox.html", status_code=status, lists=lists, hrefs=hrefs, error=error,
                          kinds=audit_labels.VALUES["kind"], retried=paging.row_id(request.query_params.get("retried")),
                          retried_all=paging.row_id(request.query_params.get("retried_all")))
