@@ -97,7 +97,8 @@ def test_both_posts_need_their_csrf_token(app, client, auth, admin):
 def test_the_nav_and_the_settings_lead_admins_here(client, auth, admin):
     auth.login(email=admin.email)
     settings = client.get("/admin/settings").text
-    nav = settings[settings.index('class="main-nav"'):settings.index("</nav>")]
+    nav = settings[settings.index('class="console-nav"'):]
+    nav = nav[:nav.index("</nav>")]
     assert nav.index('href="/admin/settings"') < nav.index('href="/admin/terms"')
     assert 'The <a href="/admin/terms">terms of use</a> are edited on their own page.' in settings
     page = client.get("/admin/terms").text

@@ -477,3 +477,15 @@ def test_the_expiring_soon_view_lists_who_ends_this_week(app, active_partner, fr
     app.state.db.write(lambda db: db.execute("UPDATE partners SET access_until = ? WHERE user_id = ?",
                                              [clock.iso(real_now + timedelta(days=8)), active_partner.id]))
     assert app.state.db.query("SELECT * FROM partners_expiring_soon") == []
+
+
+def test_the_admin_console_row_is_for_admins_only(client, auth, staff, admin):
+    auth.login()
+    assert 'class="console-nav"' not in client.get("/").text
+    auth.logout()
+    auth.login(email=admin.email)
+    home = client.get("/").text
+    console = home[home.index('class="console-nav"'):]
+    console = console[:console.index("</nav>")]
+    for path in ("/admin/users", "/admin/audit", "/admin/settings", "/admin/terms", "/admin/outbox", "/admin/storage"):
+        assert f'href="{path}"' in console, path

@@ -79,7 +79,7 @@ def login(page, server, email=ADMIN_EMAIL, password=ADMIN_PASSWORD) -> None:
 def new_staff_account(page, server, email: str, name: str) -> str:
     """An admin logs in and makes a staff account on the Accounts page; returns its one-time link."""
     login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Accounts").click()
     page.get_by_label("E-mail address").fill(email)
     page.get_by_label("Full name").fill(name)
     page.get_by_role("button", name="Create account").click()

@@ -40,7 +40,7 @@ def new_partner(page, server, name: str, email: str, institution: str) -> str:
 def test_an_admin_filters_to_partners_and_resets_ones_access(page, browser, server):
     login(page, server)
     new_partner(page, server, "Noor Wouters", PARTNER, INSTITUTION)  # the first link is never used
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Accounts").click()
     page.get_by_label("Which accounts").select_option("partner")
     page.get_by_label("Search").fill("wouters")
     page.get_by_role("button", name="Show", exact=True).click()

@@ -60,7 +60,7 @@ def test_an_admin_retries_a_failed_mail_from_the_outbox_and_sees_the_storage(pag
     outbox_id = queue_and_wait_for_failure(server)
     page.set_viewport_size({"width": 1280, "height": 900})
     login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Outbox").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Outbox").click()
     expect(page.get_by_role("heading", name="1 e-mail failed, to be retried")).to_be_visible()
     failed = page.locator("#outbox-failed tbody tr").filter(has_text="dr.peeters@hospital.example")
     expect(failed).to_contain_text("Files for you")
@@ -86,7 +86,7 @@ def test_an_admin_retries_a_failed_mail_from_the_outbox_and_sees_the_storage(pag
     expect(page.locator("#outbox-sent tbody tr").filter(has_text="dr.peeters@hospital.example")).to_contain_text("Files for you")
     shoot(page, "outbox-sent")
 
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Storage").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Storage").click()
     expect(page.get_by_role("heading", name="Storage", exact=True)).to_be_visible()
     data_dir = server.env["RELAIS_DATA_DIR"]
     expect(page.locator("#disk-total")).to_have_text(i18n.human_size("en", shutil.disk_usage(data_dir).total))

@@ -50,7 +50,7 @@ def test_an_admin_publishes_new_terms_and_a_french_reader_sees_them(page, server
     new = before + 1
     page.set_viewport_size({"width": 1280, "height": 900})
     login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Terms of use").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Terms of use").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Terms of use")
     expect(page.get_by_role("link", name="Terms of use").first).to_have_attribute("aria-current", "page")
     english = page.get_by_role("group", name="English")

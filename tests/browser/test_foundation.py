@@ -20,9 +20,9 @@ def test_login_navigate_switch_language_and_log_out(page, server, tmp_path):
     check_accessibility(page)
     page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
 
-    for link, heading in [("Accounts", "Accounts"), ("Audit trail", "Audit trail"), ("Settings", "Settings"),
-                          ("Change password", "Change password")]:
-        page.get_by_role("navigation", name="Main").get_by_role("link", name=link).click()
+    for nav, link, heading in [("Admin console", "Accounts", "Accounts"), ("Admin console", "Audit trail", "Audit trail"),
+                               ("Admin console", "Settings", "Settings"), ("Main", "Change password", "Change password")]:
+        page.get_by_role("navigation", name=nav).get_by_role("link", name=link).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)
         check_accessibility(page)
 
