@@ -19,8 +19,8 @@ from litestar.template.config import TemplateConfig
 
 from relais import capacity, i18n, retention, setup
 from relais.config import Config, from_env
-from views import (admin, admin_ops, admin_terms, audit, auth, errors, files, institutions, links, middleware, pages,
-                   partners, request_links, request_uploads, requests, shares, spaces, two_factor, uploads)
+from views import (admin, admin_open, admin_ops, admin_terms, audit, auth, errors, files, institutions, links, middleware,
+                   pages, partners, request_links, request_uploads, requests, shares, spaces, two_factor, uploads)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> Litestar:
             *audit.routes,
             *admin_terms.routes,
             *admin_ops.routes,
+            *admin_open.routes,
             *files.routes,
             *uploads.routes,
             *shares.routes,
