@@ -219,9 +219,9 @@ def key_of(database: Database, keys: storage.EpochKeys, stored: StoredFile) -> b
 def list_files(database: Database, owner_id: int, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
     """One page of the owner's complete files, newest first."""
     # Files attached to a share belong to it now: they are listed, and deleted, with the share;
-    # files that came through a request are the request's.
-    where = ("FROM files WHERE owner_id = ? AND state = 'complete' AND id NOT IN (SELECT file_id FROM share_files)"
-             " AND id NOT IN (SELECT file_id FROM request_files)")
+    # files that came through a request are the request's (``attached``, set by triggers when
+    # share_files or request_files takes a file; its index files_mine counts and pages My files).
+    where = "FROM files WHERE owner_id = ? AND state = 'complete' AND attached IS NULL"
     rows, page, total = database.read_sync(
         paging.fetch, f"SELECT count(*) {where}", f"SELECT * {where} ORDER BY completed_at DESC, id", [owner_id],
         page, per_page,

@@ -122,12 +122,19 @@ def for_staff(database: Database, user, page: int = 1, per_page: int = paging.PE
 def waiting_for(database: Database, owner_id: int) -> list[dict]:
     """The staff home: the owner's requests with files to retrieve, soonest deadline first, each
     with ``files_waiting`` (its files not retrieved yet)."""
+    # The soonest first, from the waiting submissions in deadline order (request_submissions_waiting_due,
+    # migration 0016): the first 500 of the owner's, 50 requests at most (fewer only if they have
+    # more than ten waiting each); only those get their details. The details of every request of
+    # the owner, filtered and sorted afterwards, took seconds at 20,000 requests.
     rows = database.query(
         "SELECT listed.*, (SELECT count(*) FROM request_files f JOIN request_submissions s ON s.id = f.submission_id"
         "  WHERE f.request_id = listed.id AND f.retrieved_at IS NULL AND s.retrieved_at IS NULL"
         "  AND s.purged_at IS NULL) AS files_waiting"
-        f" FROM ({_LIST} WHERE requests.owner_id = ?) AS listed WHERE listed.waiting > 0"
-        " ORDER BY listed.retrieve_by, listed.id LIMIT 50", [owner_id])
+        f" FROM ({_LIST} WHERE requests.id IN (SELECT request_id FROM (SELECT s.request_id, s.retrieve_by"
+        "  FROM request_submissions s INDEXED BY request_submissions_waiting_due WHERE s.retrieved_at IS NULL"
+        "  AND s.purged_at IS NULL AND (SELECT owner_id FROM requests WHERE requests.id = s.request_id) = ?"
+        "  ORDER BY s.retrieve_by, s.request_id LIMIT 500) GROUP BY request_id ORDER BY min(retrieve_by), request_id"
+        "  LIMIT 50)) AS listed ORDER BY listed.retrieve_by, listed.id", [owner_id])
     return _with_state(rows)
 
 

@@ -1,13 +1,14 @@
-"""Migration 0016: indexes for the admin's page of open items (relais.open_items), read nearest
-deadline first at a registry's volumes without sorting whole tables."""
+"""Migration 0016: lists at a registry's volumes (bench/pages.py): the admin's open items
+(relais.open_items) read nearest deadline first without sorting whole tables, and My files
+counted and paged from one index."""
 
 from sqlite_utils import Database
 
 from relais.migrations.schema import migrations
 
 
-@migrations(name="0016_open_items")
-def m0016_open_items(db: Database) -> None:
+@migrations(name="0016_lists_at_volume")
+def m0016_lists_at_volume(db: Database) -> None:
     db.executescript(
         """
         -- Each kind of open item in deadline order, the id breaking ties (the page's keyset), with
@@ -28,5 +29,22 @@ def m0016_open_items(db: Database) -> None:
         -- Replaces space_files_deadline (its first column): the purge's range reads this one.
         CREATE INDEX space_files_due ON space_files(delete_at, file_id, partner_id);
         DROP INDEX space_files_deadline;
+
+        -- My files are the owner's complete files that no share and no request holds. Asked of
+        -- every file (NOT IN share_files, NOT IN request_files), counting 80,000 of them took
+        -- 100 ms a page; attached says it on the file itself, set by these triggers whoever
+        -- inserts the row (files leave a share or a request only by being deleted).
+        ALTER TABLE files ADD COLUMN attached TEXT CHECK (attached IN ('share', 'request'));
+        UPDATE files SET attached = 'share' WHERE id IN (SELECT file_id FROM share_files);
+        UPDATE files SET attached = 'request' WHERE id IN (SELECT file_id FROM request_files);
+        CREATE TRIGGER share_files_attach AFTER INSERT ON share_files
+        BEGIN
+            UPDATE files SET attached = 'share' WHERE id = new.file_id;
+        END;
+        CREATE TRIGGER request_files_attach AFTER INSERT ON request_files
+        BEGIN
+            UPDATE files SET attached = 'request' WHERE id = new.file_id;
+        END;
+        CREATE INDEX files_mine ON files(owner_id, completed_at DESC, id) WHERE state = 'complete' AND attached IS NULL;
         """
     )
