@@ -221,7 +221,7 @@ def list_files(database: Database, owner_id: int, page: int = 1, per_page: int =
     # Files attached to a share belong to it now: they are listed, and deleted, with the share;
     # files that came through a request are the request's (``attached``, set by triggers when
     # share_files or request_files takes a file; its index files_mine counts and pages My files).
-    where = "FROM files WHERE owner_id = ? AND state = 'complete' AND attached IS NULL"
+    where = "FROM files INDEXED BY files_mine WHERE owner_id = ? AND state = 'complete' AND attached IS NULL"
     rows, page, total = database.read_sync(
         paging.fetch, f"SELECT count(*) {where}", f"SELECT * {where} ORDER BY completed_at DESC, id", [owner_id],
         page, per_page,

@@ -88,14 +88,18 @@ def get(database: Database, user_id: int) -> Partner | None:
     return database.read_sync(_one, user_id)
 
 
-def grouped(database: Database) -> list[tuple[str, list[Partner]]]:
-    """Every partner, grouped by institution (by name), each group by full name."""
-    rows = database.query(_SELECT + " ORDER BY institutions.name_key, users.name, users.email")
+def grouped(database: Database, page: int = 1, per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the partners, by institution (by name), each institution's by full name: the
+    page's rows are (institution, its partners on this page); ``total`` counts partners. An
+    institution cut by the page's end goes on at the top of the next page, under its name again."""
+    rows, page, total = database.read_sync(
+        paging.fetch, "SELECT count(*) FROM partners",
+        _SELECT + " ORDER BY institutions.name_key, users.name, users.email, users.id", [], page, per_page)
     groups: dict[int, tuple[str, list[Partner]]] = {}
     for row in rows:
         partner = _partner(row)
         groups.setdefault(partner.institution_id, (partner.institution, []))[1].append(partner)
-    return list(groups.values())
+    return paging.Page(list(groups.values()), page, per_page, total)
 
 
 def among(database: Database, user_ids: list[int]) -> dict[int, Partner]:

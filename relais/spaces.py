@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, emails, files, mail, settings
+from relais import audit, clock, emails, files, mail, paging, settings
 from relais.db import Database, Row
 from relais.refusal import Size
 
@@ -61,11 +61,15 @@ class SpaceFile(Row):
         return files.StoredFile.from_row(self.__dict__)
 
 
-def list_files(database: Database, partner_id: int, direction: str) -> list[SpaceFile]:
-    """The files of one way in this partner's space, newest first."""
-    rows = database.query(_SELECT + " WHERE space_files.partner_id = ? AND space_files.direction = ?"
-                          " ORDER BY space_files.placed_at DESC, files.id", [partner_id, direction])
-    return [SpaceFile.from_row(row) for row in rows]
+def list_files(database: Database, partner_id: int, direction: str, page: int = 1,
+               per_page: int = paging.PER_PAGE) -> paging.Page:
+    """One page of the files of one way in this partner's space, newest first (a space of 2,000
+    files shown whole took 700 ms a page)."""
+    where = " WHERE space_files.partner_id = ? AND space_files.direction = ?"
+    rows, page, total = database.read_sync(
+        paging.fetch, "SELECT count(*) FROM space_files" + where,
+        _SELECT + where + " ORDER BY space_files.placed_at DESC, files.id", [partner_id, direction], page, per_page)
+    return paging.Page([SpaceFile.from_row(row) for row in rows], page, per_page, total)
 
 
 def of_partners(database: Database, partner_ids: list[int]) -> dict[int, list[SpaceFile]]:
@@ -83,12 +87,15 @@ def of_partners(database: Database, partner_ids: list[int]) -> dict[int, list[Sp
     return found
 
 
-def counts(database: Database) -> dict[int, dict[str, int]]:
-    """For every partner with files in their space: how many each way, and how many of those the
-    other side has not retrieved yet ({partner id: {"to_partner": n, "from_partner": n, "waiting": n}})."""
+def counts(database: Database, partner_ids: list[int]) -> dict[int, dict[str, int]]:
+    """For each of these partners with files in their space: how many each way, and how many of
+    those the other side has not retrieved yet ({partner id: {"to_partner": n, "from_partner": n,
+    "waiting": n}})."""
     found: dict[int, dict[str, int]] = {}
+    marks = ",".join("?" * len(partner_ids))
     for row in database.query("SELECT partner_id, direction, count(*) AS n, sum(retrieved_at IS NULL) AS waiting"
-                              " FROM space_files GROUP BY partner_id, direction"):
+                              f" FROM space_files WHERE partner_id IN ({marks}) GROUP BY partner_id, direction",
+                              partner_ids):
         entry = found.setdefault(row["partner_id"], {TO_PARTNER: 0, FROM_PARTNER: 0, "waiting": 0})
         entry[row["direction"]] = row["n"]
         entry["waiting"] += row["waiting"]

@@ -276,3 +276,45 @@ def test_the_audit_trail_is_paged_and_its_search_too(app, auth, admin):
     older = re.search(r'href="(/admin/audit\?q=probe.found&amp;older=\d+)" rel="next"', found.text)
     second = auth.client.get(older.group(1).replace("&amp;", "&")).text
     assert audited(second) == ["0002", "0001", "0000"]
+
+
+def test_files_a_share_or_a_request_takes_leave_my_files_and_its_count(app, auth, staff):
+    """``files.attached`` (set by triggers on share_files and request_files) is what keeps them
+    out: rows put in by any code path, as here, count."""
+    ids = add_files(app, staff, PER_PAGE + 2)
+
+    def attach(db):
+        db.execute("INSERT INTO shares (id, owner_id, token_hash, password_hash, language, created_at, expires_at)"
+                   " VALUES ('s1', ?, 't1', 'x', 'en', '2026-11-01T00:00:00+00:00', '2099-01-01T00:00:00+00:00')", [staff.id])
+        db.execute("INSERT INTO share_files (share_id, file_id) VALUES ('s1', ?)", [ids[-1]])
+        db.execute("INSERT INTO requests (id, owner_id, token_hash, password_hash, recipient, language, max_file_size,"
+                   " max_files, created_at, expires_at) VALUES ('r1', ?, 't2', 'x', 'a@example.org', 'en', 10, 5,"
+                   " '2026-11-01T00:00:00+00:00', '2099-01-01T00:00:00+00:00')", [staff.id])
+        db.execute("INSERT INTO request_files (file_id, request_id) VALUES (?, 'r1')", [ids[-2]])
+
+    app.state.db.write(attach)
+    assert [r["attached"] for r in app.state.db.query(
+        "SELECT attached FROM files WHERE id IN (?, ?) ORDER BY attached", [ids[-1], ids[-2]])] == ["request", "share"]
+    auth.login()
+    first = auth.client.get("/files")
+    assert f"{PER_PAGE} files" in first.text and "Page 1 of 1" not in first.text
+    assert "file-0051.csv" not in first.text and "file-0050.csv" not in first.text
+    assert names(first.text)[0] == "file-0049.csv"
+
+
+def test_the_partners_list_is_paged_by_institution(app, auth, staff):
+    from tests.test_partners import make_partner
+
+    for n in range(PER_PAGE + 5):
+        make_partner(app, staff, email=f"p{n:03}@lab.example", name=f"Partner {n:03}",
+                     institution="AZ Groeninge" if n < PER_PAGE - 2 else "UZ Leuven")
+    auth.login()
+    first = auth.client.get("/partners")
+    assert len(re.findall(r'<a href="/partners/\d+">', first.text)) == PER_PAGE
+    assert "Page 1 of 2" in first.text and 'href="/partners?page=2" rel="next"' in first.text
+    assert "AZ Groeninge" in first.text and "UZ Leuven" in first.text and "Partner 049" in first.text
+    second = auth.client.get("/partners", params={"page": "2"})
+    # UZ Leuven goes on at the top of the next page, under its name again.
+    assert "AZ Groeninge" not in second.text and "UZ Leuven" in second.text
+    assert [f"Partner {n:03}" in second.text for n in range(PER_PAGE, PER_PAGE + 5)] == [True] * 5
+    assert "Partner 049" not in second.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from datetime import timedelta
 
@@ -229,3 +230,29 @@ def test_the_retention_setting_sets_the_date(app, partner_browser, active_partne
     tus(partner_browser, "/space", "week.csv", CSV)
     fid = file_id(app, active_partner.id, "week.csv")
     assert spaces.get(app.state.db, active_partner.id, fid).delete_at == clock.iso(frozen.moment + timedelta(days=7))
+
+
+def test_each_list_of_a_space_is_paged_and_keeps_the_other_where_it_is(app, client, auth, staff, active_partner):
+    """Each way a page at a time, newest first, with its own pages; the partner's page too."""
+    from relais import paging
+
+    def insert(db):
+        for n in range(paging.PER_PAGE + 3):
+            file_id = f"{n:032x}"
+            at = f"2026-11-24T09:{n // 60:02}:{n % 60:02}.000000+00:00"
+            db.execute("INSERT INTO files (id, owner_id, name, size, sha256, media_type, wrapped_key, storage_name,"
+                       " state, created_at, completed_at) VALUES (?, ?, ?, 10, ?, 'text/csv', x'00', ?, 'complete', ?, ?)",
+                       [file_id, active_partner.id, f"placed-{n:03}.csv", "0" * 64, file_id, at, at])
+            db.execute("INSERT INTO space_files (file_id, partner_id, direction, placed_by, placed_at, delete_at)"
+                       " VALUES (?, ?, 'to_partner', ?, ?, '2026-12-24T09:00:00.000000+00:00')",
+                       [file_id, active_partner.id, staff.id, at])
+
+    app.state.db.write(insert)
+    auth.login()
+    first = client.get(f"/partners/{active_partner.id}")
+    listed = re.findall(r'download>(placed-\d{3}\.csv)</a>', first.text)
+    assert listed == [f"placed-{n:03}.csv" for n in range(paging.PER_PAGE + 2, 2, -1)]
+    assert f'href="/partners/{active_partner.id}?sent_page=1&amp;placed_page=2" rel="next"' in first.text
+    second = client.get(f"/partners/{active_partner.id}", params={"sent_page": "1", "placed_page": "2"})
+    assert re.findall(r'download>(placed-\d{3}\.csv)</a>', second.text) == ["placed-002.csv", "placed-001.csv",
+                                                                          "placed-000.csv"]

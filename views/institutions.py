@@ -43,7 +43,7 @@ def _institution_page(request: Request, institution_id: int, status: int = 200, 
     members = partners.of_institution(database, institution_id, paging.number(request.query_params.get("page")),
                                       PARTNERS_PER_PAGE)
     return common.render(request, "partners/institution.html", status_code=status, institution=institution,
-                         members=members, space=spaces.counts(database),
+                         members=members, space=spaces.counts(database, [p.id for p in members]),
                          space_files=spaces.of_partners(database, [p.id for p in members]), error=error,
                          name=institution.name if name is None else name,
                          renamed="renamed" in request.query_params)

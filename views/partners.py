@@ -10,7 +10,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
-from relais import auth, i18n, partners, spaces, users
+from relais import auth, i18n, paging, partners, spaces, users
 from relais.i18n import N_
 from views import common
 from views import spaces as space_views
@@ -94,10 +94,11 @@ def _error(request: Request, exc: Exception) -> str:
 
 @get("/", name="partners", sync_to_thread=True)
 def list_partners(request: Request) -> Response:
-    """Every partner, institution by institution."""
+    """Every partner, institution by institution, a page at a time."""
     database = common.db(request)
-    return common.render(request, "partners/list.html", groups=partners.grouped(database),
-                         space=spaces.counts(database))
+    groups = partners.grouped(database, paging.number(request.query_params.get("page")))
+    return common.render(request, "partners/list.html", groups=groups,
+                         space=spaces.counts(database, [p.id for _, members in groups for p in members]))
 
 
 @get("/new", name="partner_new", sync_to_thread=True)

@@ -17,7 +17,7 @@ from litestar import Request, Response, Router, delete, get, head, patch, post, 
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
-from relais import audit, files, partners, spaces, targets
+from relais import audit, files, paging, partners, spaces, targets
 from relais.i18n import N_
 from views import common, downloads, framework
 from views import files as file_views
@@ -61,10 +61,15 @@ def staff_side(request: Request, partner_id: int) -> Side:
 def context(request: Request, side: Side) -> dict:
     """What the space's lists and uploader need (the partner's page and staff's partner page)."""
     database = common.db(request)
+    pages = {name: paging.number(request.query_params.get(f"{name}_page")) for name in ("placed", "sent")}
+    here = _page_of(side)
     return {
         "side": side, "max_size": files.limits(database)[0],
-        "placed": spaces.list_files(database, side.partner.id, spaces.TO_PARTNER),
-        "sent": spaces.list_files(database, side.partner.id, spaces.FROM_PARTNER),
+        "placed": spaces.list_files(database, side.partner.id, spaces.TO_PARTNER, pages["placed"]),
+        "sent": spaces.list_files(database, side.partner.id, spaces.FROM_PARTNER, pages["sent"]),
+        # Each list's pages keep the other list where it is.
+        "placed_href": f"{here}?sent_page={pages['sent']}&placed_page=",
+        "sent_href": f"{here}?placed_page={pages['placed']}&sent_page=",
         "on_their_way": spaces.uploads_on_their_way(database, side.partner.id, side.sends),
         "upload_endpoint": f"{side.base}/tus/", "upload_list": f"{side.base}/list",
     }

@@ -30,6 +30,13 @@ def m0016_lists_at_volume(db: Database) -> None:
         CREATE INDEX space_files_due ON space_files(delete_at, file_id, partner_id);
         DROP INDEX space_files_deadline;
 
+        -- Requests newest first, everyone's (an admin) and one owner's, read in order from an
+        -- index: sorted, every row of the list was read with its four counts first (200 ms at
+        -- 20,000 requests). requests_owner was the start of requests_owner_created.
+        CREATE INDEX requests_created ON requests(created_at DESC, id);
+        CREATE INDEX requests_owner_created ON requests(owner_id, created_at DESC, id);
+        DROP INDEX requests_owner;
+
         -- My files are the owner's complete files that no share and no request holds. Asked of
         -- every file (NOT IN share_files, NOT IN request_files), counting 80,000 of them took
         -- 100 ms a page; attached says it on the file itself, set by these triggers whoever
