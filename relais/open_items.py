@@ -7,11 +7,11 @@ the nearer of its link's expiry (while the link takes files) and the retrieval d
 earliest submission still waiting (its files are shredded then, retrieved or not).
 
 At a registry's volumes (tens of thousands of each) the page never sorts a table: each kind is
-read in deadline order from an index of its own (migration ``0016_open_items``) and SQLite
+read in deadline order from an index of its own (migration ``0016_lists_at_volume``) and SQLite
 merges the kinds (a compound SELECT whose arms are each in order), stopping after a page. A
-request is read twice, by its link and by its earliest waiting submission, and kept where its
-deadline is the nearer. Pages are keyset pages on (deadline, kind, id), as the audit trail's are
-on its ids, so page 500 costs what page 1 costs.
+request is read by its link and by each waiting submission, and kept where its deadline is.
+Pages are keyset pages on (deadline, id, kind), as the audit trail's are on its ids, so page
+500 costs what page 1 costs. The count is made only when it is quick, as the audit trail's.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import timedelta
 from relais import clock, db, paging
 from relais.db import Database
 
-KINDS = ("request", "share", "space")  # in the order they sort at one deadline
+KINDS = ("request", "share", "space")  # in the order they sort at one deadline and id
 TEXT_LIMIT = 200
 MAX_DAYS = 3650
 COUNT_SECONDS = 0.05  # a count that would take longer is not made: the page says "many"

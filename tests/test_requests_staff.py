@@ -434,3 +434,29 @@ def test_a_partner_cannot_request_files(app, make_user):
         assert post_request(partner).status_code == 403
         assert 'href="/requests"' not in other.get("/").text
     assert app.state.db.scalar("SELECT count(*) FROM requests") == 0
+
+
+def test_the_home_lists_each_of_the_owners_requests_once_at_its_earliest_deadline(app, frozen, make_user, staff, logged_in):
+    """Read in deadline order from the waiting submissions: a request with two is listed once, by
+    the earlier; another's requests, and retrieved or purged submissions, are not listed."""
+    from tests.test_admin_open import add_request, add_submission, at
+
+    other = make_user(email="other@registry.example", name="Olga Other")
+
+    def insert(db):
+        add_request(db, "r-two", staff.id, at(40), several=1)
+        add_submission(db, "r-two", at(35), files=1)
+        add_submission(db, "r-two", at(27), files=2)
+        add_request(db, "r-first", staff.id, at(40))
+        add_submission(db, "r-first", at(26), files=1)
+        add_request(db, "r-done", staff.id, at(40))
+        add_submission(db, "r-done", at(25), retrieved_at=at(24))
+        add_request(db, "r-purged", staff.id, at(40))
+        add_submission(db, "r-purged", at(25), purged_at=at(24))
+        add_request(db, "r-other", other.id, at(40))
+        add_submission(db, "r-other", at(25))
+
+    app.state.db.write(insert)
+    panel = logged_in.client.get("/").text.split("Files waiting for you")[1].split("</table>")[0]
+    assert re.findall(r'href="/requests/([\w-]+)"', panel) == ["r-first", "r-two"]
+    assert re.search(r"r-two\">sender@example\.org</a></td><td>3</td><td>27 Nov 2026, 11:00 CET", panel)
