@@ -37,6 +37,10 @@ def m0016_lists_at_volume(db: Database) -> None:
         CREATE INDEX requests_owner_created ON requests(owner_id, created_at DESC, id);
         DROP INDEX requests_owner;
 
+        -- A submission's files (a request's page lists each submission's): without it that read
+        -- every stored file (50 ms at 100,000 files).
+        CREATE INDEX request_files_submission ON request_files(submission_id);
+
         -- My files are the owner's complete files that no share and no request holds. Asked of
         -- every file (NOT IN share_files, NOT IN request_files), counting 80,000 of them took
         -- 100 ms a page; attached says it on the file itself, set by these triggers whoever
