@@ -67,7 +67,7 @@ def test_an_admin_finds_what_is_open_filters_it_and_follows_a_row(page, server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 900})
     login(page, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Open links").click()
+    page.get_by_role("navigation", name="Admin console").get_by_role("link", name="Open links").click()
     expect(page.get_by_role("heading", name="Open links")).to_be_visible()
     expect(page.get_by_role("link", name="Open links")).to_have_attribute("aria-current", "page")
     table = page.locator("table.open-items")
