@@ -21,6 +21,8 @@ from relais.refusal import Refused
 EDIT_LANGUAGES = (i18n.DEFAULT, *[code for code in i18n.LANGUAGES if code != i18n.DEFAULT])
 MAX_TITLE = 200  # characters
 MAX_BODY = 30_000  # characters: some ten pages of legal text, well inside the 2 MB form limit
+# Paragraphs per language: the review page's diff is quadratic in them (4,000 took seconds).
+MAX_PARAGRAPHS = 500
 ALLOWED_CONTROLS = {"\n", "\t"}  # in a body; a title allows none
 # Bidi overrides and isolates reorder what a reader sees: nothing in these four languages needs them.
 BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -29,7 +31,32 @@ BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 class TermsError(Refused):
     """Texts that cannot be published; ``variables`` name the ``language`` and ``field`` at fault
     when there is one (reasons: title_required, body_required, title_too_long, body_too_long,
-    control_character, unchanged, changed_meanwhile)."""
+    control_character, too_many_paragraphs, unchanged, changed_meanwhile)."""
+
+
+class TermsChanged(Refused):
+    """A login or an Access whose page showed a version no longer in force (``version`` is the
+    one that is): raised inside the write, so that nothing of it is recorded."""
+
+    def __init__(self, version: int):
+        super().__init__("terms_changed", version=version)
+        self.version = version
+
+
+def number(raw: str | None) -> int | None:
+    """A version number as a form or a query string gives it; None for anything else. ASCII
+    digits only: ``"²".isdigit()`` is true, and ``int("²")`` raises."""
+    raw = raw or ""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+
+
+def shown(raw: str | None) -> int | None:
+    """The version a form's hidden ``terms_version`` says it showed: None when the form sent
+    none (taken as the version in force), -1 for anything that is no version (never in force)."""
+    if not raw:
+        return None
+    found = number(raw)
+    return -1 if found is None else found
 
 
 def current_version(conn) -> int:
@@ -48,17 +75,32 @@ def current(conn, language: str) -> dict | None:
     return None
 
 
-def changed_since(conn, shown: str) -> int | None:
-    """The version now in force when a form showed ``shown`` (its hidden ``terms_version``) and
-    that is no longer it; None when it still is, or the form showed none. A login or an Access
-    accepts the version in force: one whose page was opened before a publish must be asked again."""
-    version = current_version(conn)
-    return version if shown and shown != str(version) else None
+def changed_since(conn, raw: str) -> int | None:
+    """The version now in force when a form showed ``raw`` (its hidden ``terms_version``) and
+    that is no longer it; None when it still is, or the form showed none. Only a quick answer
+    before the password's check: :func:`check_shown` inside the write is the one that counts."""
+    try:
+        check_shown(conn, shown(raw))
+    except TermsChanged as exc:
+        return exc.version
+    return None
 
 
-def record_acceptance(db, who: audit.Who, *, user_id: int | None = None, subject: str = "") -> int:
-    """Record that someone accepted the current version (inside a write); returns the version."""
+def check_shown(db, version_shown: int | None) -> int:
+    """The version in force, when it is the one the page showed (``None``: a form without the
+    field, taken as showing it); raises :class:`TermsChanged` otherwise. Inside the write that
+    records the acceptance, so that no publish can come between the check and the record."""
     version = current_version(db)
+    if version_shown is not None and version_shown != version:
+        raise TermsChanged(version)
+    return version
+
+
+def record_acceptance(db, who: audit.Who, version_shown: int | None = None, *, user_id: int | None = None,
+                      subject: str = "") -> int:
+    """Record that someone accepted the version their page showed (inside a write); returns it.
+    Raises :class:`TermsChanged` when it is no longer in force: the write then records nothing."""
+    version = check_shown(db, version_shown)
     db.execute(
         "INSERT INTO terms_acceptances (version, user_id, subject, accepted_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
         [version, user_id, subject, clock.now_iso(), who.ip, who.user_agent[:500]],
@@ -129,6 +171,8 @@ def check(texts: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
                 raise TermsError(f"{name}_required", language=language, field=name)
             if len(value) > maximum:
                 raise TermsError(f"{name}_too_long", language=language, field=name, maximum=maximum)
+        if body.count("\n\n") >= MAX_PARAGRAPHS:
+            raise TermsError("too_many_paragraphs", language=language, field="body", maximum=MAX_PARAGRAPHS)
         checked[language] = (title, body)
     return checked
 
@@ -153,10 +197,10 @@ def changes(old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) ->
         if language not in old:
             found.append(Change(language, "added"))
             continue
-        (old_title, old_body), (title, body) = old[language], new[language]
-        if (old_title, tidy_body(old_body)) == (title, body):
+        if not _differs(old[language], new[language]):
             found.append(Change(language, "unchanged"))
             continue
+        (old_title, old_body), (title, body) = old[language], new[language]
         before, after = tidy_body(old_body).split("\n\n"), body.split("\n\n")
         removed, added = [], []
         for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
@@ -165,6 +209,15 @@ def changes(old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) ->
                 added += after[j1:j2]
         found.append(Change(language, "changed", old_title if old_title != title else "", removed, added))
     return found
+
+
+def _differs(old: tuple[str, str], new: tuple[str, str]) -> bool:
+    return (old[0], tidy_body(old[1])) != new
+
+
+def changed_languages(old: dict[str, tuple[str, str]], new: dict[str, tuple[str, str]]) -> list[str]:
+    """The languages whose text publishing ``new`` changes (or adds): linear, for the write."""
+    return [language for language in EDIT_LANGUAGES if language not in old or _differs(old[language], new[language])]
 
 
 @dataclass(frozen=True)
@@ -176,32 +229,41 @@ class Review:
     changes: list[Change]
 
 
-def review(conn, texts: dict[str, tuple[str, str]], based_on: int) -> Review:
-    """Edited texts checked against the version in force, for the confirmation page and again
-    inside the publishing write. ``based_on`` is the version the admin edited: when another admin
-    published since, the texts are refused (``changed_meanwhile``), so that no one publishes over
-    a version they never saw; texts identical to the version in force are refused (``unchanged``)."""
+def _checked_against(conn, texts: dict[str, tuple[str, str]], based_on: int):
+    """The texts checked (:func:`check`) against the version in force: its number, the checked
+    texts and the languages they change. ``based_on`` is the version the admin edited: when
+    another admin published since, the texts are refused (``changed_meanwhile``), so that no one
+    publishes over a version they never saw; texts identical to it are refused (``unchanged``)."""
     previous = current_version(conn)
     if based_on != previous:
         raise TermsError("changed_meanwhile", version=previous)
     checked = check(texts)
-    found = changes(stored_texts(conn, previous), checked)
-    if all(change.status == "unchanged" for change in found):
+    old = stored_texts(conn, previous)
+    changed = changed_languages(old, checked)
+    if not changed:
         raise TermsError("unchanged")
-    return Review(previous + 1, checked, found)
+    return previous, checked, changed, old
+
+
+def review(conn, texts: dict[str, tuple[str, str]], based_on: int) -> Review:
+    """Edited texts checked against the version in force, with what they change paragraph by
+    paragraph, for the confirmation page: a read, never inside the publishing write (the diff
+    is the slow part; :func:`publish` checks again with only what it needs)."""
+    previous, checked, _, old = _checked_against(conn, texts, based_on)
+    return Review(previous + 1, checked, changes(old, checked))
 
 
 def publish(db, who: audit.Who, texts: dict[str, tuple[str, str]], based_on: int | None = None) -> int:
     """Publish a new version (inside a write); ``texts`` maps language to (title, body).
 
-    With ``based_on`` (an admin's edit) the texts are first reviewed (:func:`review`) and nothing
-    is written if they fail it. The number is taken in the same write (the single writer's BEGIN
-    IMMEDIATE), so two admins publishing at once never share one: the second one's review finds
-    the first one's version and refuses; the (version, language) key would refuse a duplicate anyway."""
+    With ``based_on`` (an admin's edit) the texts are first checked as :func:`review` does, but
+    without the diff: only the version number and whether each text differs, in linear time, so
+    that publishing never holds up every other write. Nothing is written if they fail. The number
+    is taken in the same write (the single writer's BEGIN IMMEDIATE), so two admins publishing at
+    once never share one: the second one's check finds the first one's version and refuses; the
+    (version, language) key would refuse a duplicate anyway."""
     if based_on is not None:
-        checked = review(db, texts, based_on)
-        texts = checked.texts
-        changed = [change.language for change in checked.changes if change.status != "unchanged"]
+        _, texts, changed, _ = _checked_against(db, texts, based_on)
     else:
         changed = sorted(texts)
     version = current_version(db) + 1

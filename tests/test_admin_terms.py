@@ -424,3 +424,60 @@ def test_bytes_that_are_not_utf8_are_refused_and_nothing_is_written(app, client,
     response = client.post("/admin/terms", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 400 and "The request contained text that is not valid UTF-8." in response.text
     assert version(app) == 1
+
+
+# -- limits and odd input --------------------------------------------------------------------------
+
+def paragraphs(count: int, word: str = "Paragraph") -> str:
+    return "\r\n\r\n".join(f"{word} {i}." for i in range(count))
+
+
+def test_a_text_at_the_paragraph_cap_is_published(app, auth, admin):
+    auth.login(email=admin.email)
+    form = {**version_one(), **{f"body_{lang}": paragraphs(terms.MAX_PARAGRAPHS) for lang in terms.EDIT_LANGUAGES}}
+    publish(auth, form)
+    assert version(app) == 2 and texts_of(app, 2)["de"][1].count("\n\n") == terms.MAX_PARAGRAPHS - 1
+
+
+def test_a_text_above_the_paragraph_cap_is_refused_and_nothing_is_written(app, auth, admin):
+    auth.login(email=admin.email)
+    form = {**edited(), "body_nl": paragraphs(terms.MAX_PARAGRAPHS + 1)}
+    for path in ("/admin/terms", "/admin/terms/publish"):
+        response = auth.post(path, {**form, "confirm": "yes"})
+        assert response.status_code == 400, path
+        assert "Dutch: the text has more than 500 paragraphs." in page_text(response)
+    assert version(app) == 1 and audit_rows(app, "terms.publish") == []
+
+
+def test_publishing_compares_the_texts_without_the_diff(app, monkeypatch):
+    """The paragraph diff is for the review page, a read: inside the write only what is needed."""
+    def no_diff(*args):
+        raise AssertionError("the diff ran inside the publishing write")
+
+    monkeypatch.setattr(terms, "changes", no_diff)
+    form = {lang: (terms_text.VERSION_1[lang][0], paragraphs(terms.MAX_PARAGRAPHS, lang)) for lang in terms.EDIT_LANGUAGES}
+    assert app.state.db.write(terms.publish, terms.audit.SYSTEM, form, 1) == 2
+    [row] = audit_rows(app, "terms.publish")
+    assert json.loads(row["detail"])["fields"] == ["de", "en", "fr", "nl"]
+    with pytest.raises(terms.TermsError) as unchanged:
+        app.state.db.write(terms.publish, terms.audit.SYSTEM, form, 2)
+    assert unchanged.value.reason == "unchanged" and version(app) == 2
+
+
+@pytest.mark.parametrize("published", ["<b>anything</b>", "2", "0", "%C2%B2", "99"])
+def test_the_published_notice_names_only_a_published_version(client, auth, admin, published):
+    auth.login(email=admin.email)
+    page = page_text(client.get(f"/admin/terms?published={published}"))
+    assert "is published" not in page
+    assert "Version 1 is published." in page_text(client.get("/admin/terms?published=1"))
+
+
+def test_unicode_digits_are_no_version_number(app, client, auth, admin):
+    auth.login(email=admin.email)
+    listed = client.get("/admin/terms/acceptances?version=%C2%B2")
+    assert listed.status_code == 200 and "Acceptances of version" not in page_text(listed)
+    for path in ("/admin/terms", "/admin/terms/publish"):
+        response = auth.post(path, {**edited(), "based_on": "\u00b2", "confirm": "yes"})
+        assert response.status_code == 409, (path, response.text)
+        assert "Your texts are kept below" in page_text(response)
+    assert version(app) == 1 and audit_rows(app, "terms.publish") == []

@@ -18,6 +18,7 @@ ERRORS = {
     "body_required": N_("%(language_name)s: enter the text of the terms."),
     "title_too_long": N_("%(language_name)s: the title is longer than %(maximum)s characters."),
     "body_too_long": N_("%(language_name)s: the text is longer than %(maximum)s characters."),
+    "too_many_paragraphs": N_("%(language_name)s: the text has more than %(maximum)s paragraphs."),
     "control_character": N_("%(language_name)s: the text contains a control character (such as a NUL byte). Remove it, or paste the text again as plain text."),
     "unchanged": N_("Nothing changed: the texts are those of the version in force. Edit them before publishing."),
     "changed_meanwhile": N_("Another admin published version %(version)s meanwhile. Your texts are kept below: check them against it, then publish again."),
@@ -48,7 +49,8 @@ class TermsForm:
         return self.confirm == "yes"
 
     def base(self) -> int:
-        return int(self.based_on) if self.based_on.isdigit() and len(self.based_on) < 10 else -1
+        found = terms.number(self.based_on)
+        return -1 if found is None else found
 
 
 def language_names(request: Request) -> dict[str, str]:
@@ -61,6 +63,8 @@ def _edit_page(request: Request, texts: dict[str, tuple[str, str]] | None = None
     """The version in force and the form; ``texts`` as the admin typed them, else the version's."""
     database = common.db(request)
     version = database.read_sync(terms.in_force)
+    # After a publish's redirect: a version that exists, never whatever the query string says.
+    published = terms.number(request.query_params.get("published"))
     message = ""
     if error is not None:
         shown = {key: value for key, value in error.variables.items() if key not in ("language", "field")}
@@ -73,7 +77,7 @@ def _edit_page(request: Request, texts: dict[str, tuple[str, str]] | None = None
         edited=texts is not None, error=message, error_at=error.variables if error is not None else {},
         languages=terms.EDIT_LANGUAGES, language_names=language_names(request), max_title=terms.MAX_TITLE, max_body=terms.MAX_BODY,
         not_accepted=database.read_sync(terms.not_accepted, version.number),
-        published=request.query_params.get("published", ""),
+        published=published if published is not None and 1 <= published <= version.number else None,
     )
 
 
@@ -116,7 +120,7 @@ def publish_terms(request: Request, data: Annotated[TermsForm, common.FORM]) -> 
 def show_acceptances(request: Request, version: str = "") -> Response:
     """Per version how many accepted, and who accepted, newest first, of one version or all."""
     database = common.db(request)
-    chosen = int(version) if version.isdigit() and len(version) < 10 else None
+    chosen = terms.number(version)
     page = paging.number(request.query_params.get("page"))
     return common.render(
         request, "admin/terms_acceptances.html", chosen=chosen,
