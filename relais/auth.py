@@ -29,6 +29,7 @@ class Outcome(enum.Enum):
     SECOND_STEP = "second_step"  # the password was right; the code is asked (relais.two_factor)
     STEP_ENDED = "step_ended"  # the code came too late, or after too many wrong ones: log in again
     EXPIRED = "expired"  # a partner's access has ended (relais.partners); ``user`` says whose
+    TERMS_CHANGED = "terms_changed"  # the page showed terms no longer in force: nothing recorded
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class LoginResult:
     session_token: str | None = None
     retry_after: int = 0  # seconds, when locked
     pending_token: str | None = None  # SECOND_STEP: the pending login, for the code's page
+    terms_version: int = 0  # TERMS_CHANGED: the version now in force
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,16 @@ class Session:
 
 async def login(
     database: Database, hasher: passwords.Hasher, who: audit.Who, email: str, password: str, language: str | None = None,
+    terms_shown: int | None = None,
 ) -> LoginResult:
     """Check a staff or partner login; on success open a session and record terms acceptance.
 
     ``language``: one the person chose (the language switch, a field of the form), stored on the
     account in the same transaction; None leaves the account's language as it is.
+    ``terms_shown``: the terms version the login page showed (None: a form without it, taken as
+    the version in force). Checked inside the write that opens the session or the pending login:
+    when an admin published meanwhile (during the argon2 check, say), nothing is written and the
+    outcome is TERMS_CHANGED.
 
     Awaited on the event loop: the reads run on the database's reader threads, argon2 on the
     hasher's own threads and the writes on the writer thread, so a flood of logins waits in
@@ -84,15 +91,19 @@ async def login(
         new_hash = await hasher.hash_async(password) if hasher.needs_rehash(row["password_hash"]) else None
 
         def succeed(db) -> User | None:
+            terms.check_shown(db, terms_shown)  # raises before anything is written
             if new_hash is not None:
                 db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [new_hash, user.id])
             if two_factor.enrolled(db, user.id):  # no session before the code; failures still count
                 two_factor.begin_login(db, who, user, token, language)
                 return None
             throttle.clear(db, keys[0])
-            return _open_session(db, who, user, token, "login.success", language)
+            return _open_session(db, who, user, token, "login.success", language, terms_shown)
 
-        opened = await database.write_async(succeed)
+        try:
+            opened = await database.write_async(succeed)
+        except terms.TermsChanged as exc:
+            return LoginResult(Outcome.TERMS_CHANGED, terms_version=exc.version)
         if opened is None:
             return LoginResult(Outcome.SECOND_STEP, user=user, pending_token=token)
         return LoginResult(Outcome.OK, user=opened, session_token=token)
@@ -110,9 +121,12 @@ async def login(
     return LoginResult(Outcome.INVALID)
 
 
-def second_step(database: Database, key: bytes, who: audit.Who, pending_token: str | None, code: str) -> LoginResult:
+def second_step(database: Database, key: bytes, who: audit.Who, pending_token: str | None, code: str,
+                terms_shown: int | None = None) -> LoginResult:
     """The code after the password (:func:`relais.two_factor.finish_login`): the session opens only
-    now, in the same transaction that uses up the pending login."""
+    now, in the same transaction that uses up the pending login. ``terms_shown`` as for
+    :func:`login`, the version the code's page showed: when it is no longer in force, the whole
+    write is undone (the pending login and the code stay usable) and the outcome is TERMS_CHANGED."""
     token = passwords.new_token()
 
     def finish(db) -> tuple[two_factor.Step, User | None]:
@@ -120,9 +134,12 @@ def second_step(database: Database, key: bytes, who: audit.Who, pending_token: s
         if step.user is None:
             return step, None
         actor = audit.Who(actor=step.user.email, ip=who.ip, user_agent=who.user_agent)
-        return step, _open_session(db, actor, step.user, token, "login.success", step.language)
+        return step, _open_session(db, actor, step.user, token, "login.success", step.language, terms_shown)
 
-    step, user = database.write(finish)
+    try:
+        step, user = database.write(finish)
+    except terms.TermsChanged as exc:
+        return LoginResult(Outcome.TERMS_CHANGED, terms_version=exc.version)
     if user is not None:
         return LoginResult(Outcome.OK, user=user, session_token=token)
     outcome = {"locked": Outcome.LOCKED, "ended": Outcome.STEP_ENDED}.get(step.outcome, Outcome.INVALID)
@@ -133,23 +150,51 @@ def _account(conn, email: str) -> dict | None:
     return next(iter(conn.query("SELECT * FROM users WHERE email = ?", [email])), None)
 
 
-def start_session(database: Database, who: audit.Who, user: User, action: str, language: str | None = None) -> str:
-    """Open a session without a password check (after a one-time link was used); ``language`` as
-    for :func:`login`."""
+def start_session(database: Database, who: audit.Who, user: User, action: str, language: str | None = None,
+                  terms_shown: int | None = None) -> str:
+    """Open a session without a password check (after a one-time link was used); ``language`` and
+    ``terms_shown`` as for :func:`login` (raises :class:`relais.terms.TermsChanged`, nothing written)."""
     token = passwords.new_token()
-    database.write(_open_session, who, user, token, action, language)
+    database.write(_open_session, who, user, token, action, language, terms_shown)
     return token
 
 
-def _open_session(db, who: audit.Who, user: User, token: str, action: str, language: str | None) -> User:
-    """Store the session (as a hash), record the login with the terms it accepted and store the
-    language the person chose, if any. Returns the account as it is now."""
+def login_by_link(database: Database, who: audit.Who, token: str, language: str | None = None,
+                  terms_shown: int | None = None) -> LoginResult:
+    """A one-time login link's Continue, in one transaction: the link is used up and the session
+    opens (OK), or, for an account with a second factor, the pending login (SECOND_STEP: the
+    code next). INVALID when the link is no longer good; TERMS_CHANGED when the Continue page
+    showed terms no longer in force: then nothing is written and the link still works."""
+
+    def use(db) -> LoginResult:
+        # Nested writes run inside this one (Database.write from the writer thread).
+        user = users.use_login_link(database, who, token)
+        if user is None:
+            return LoginResult(Outcome.INVALID)
+        if two_factor.enrolled(db, user.id):  # a link is no second factor: the code first
+            terms.check_shown(db, terms_shown)
+            return LoginResult(Outcome.SECOND_STEP, user=user,
+                               pending_token=two_factor.start_pending(database, who, user, language))
+        session_token = start_session(database, who, user, "login.link", language, terms_shown)
+        return LoginResult(Outcome.OK, user=user, session_token=session_token)
+
+    try:
+        return database.write(use)
+    except terms.TermsChanged as exc:
+        return LoginResult(Outcome.TERMS_CHANGED, terms_version=exc.version)
+
+
+def _open_session(db, who: audit.Who, user: User, token: str, action: str, language: str | None,
+                  terms_shown: int | None = None) -> User:
+    """Store the session (as a hash), record the login with the terms it accepted (the version
+    its page showed, :func:`relais.terms.record_acceptance`) and store the language the person
+    chose, if any. Returns the account as it is now."""
     now = clock.now_iso()
     db.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?)",
         [passwords.token_hash(token), user.id, now, now, who.ip, who.user_agent[:500]],
     )
-    version = terms.record_acceptance(db, who, user_id=user.id)
+    version = terms.record_acceptance(db, who, terms_shown, user_id=user.id)
     audit.record(db, who, action, user.email, terms_version=version)
     if users.store_language(db, dataclasses.replace(who, actor=user.email), user.id, language):
         user = dataclasses.replace(user, language=language)

@@ -481,3 +481,129 @@ def test_unicode_digits_are_no_version_number(app, client, auth, admin):
         assert response.status_code == 409, (path, response.text)
         assert "Your texts are kept below" in page_text(response)
     assert version(app) == 1 and audit_rows(app, "terms.publish") == []
+
+
+# -- the version accepted is the version shown, checked in the write that records it ---------------
+
+def publish_during_the_password_check(app, monkeypatch) -> None:
+    """An admin publishes version 2 while argon2 checks the password (after any read before it)."""
+    hasher = app.state.hasher
+    verify = hasher.verify_async
+
+    async def publishing(stored, password):
+        ok = await verify(stored, password)
+        monkeypatch.setattr(hasher, "verify_async", verify)  # once
+        await app.state.db.write_async(terms.publish, terms.audit.SYSTEM, {
+            lang: ("Second edition" if lang == "en" else text[0], text[1]) for lang, text in terms_text.VERSION_1.items()}, 1)
+        return ok
+
+    monkeypatch.setattr(hasher, "verify_async", publishing)
+
+
+def test_the_write_refuses_an_acceptance_of_a_version_no_longer_in_force(app, staff):
+    app.state.db.write(terms.publish, terms.audit.SYSTEM, {"en": ("New", "Text")})
+    with pytest.raises(terms.TermsChanged) as stale:
+        app.state.db.write(terms.record_acceptance, terms.audit.SYSTEM, 1, user_id=staff.id)
+    assert stale.value.version == 2
+    assert app.state.db.write(terms.record_acceptance, terms.audit.SYSTEM, 2, user_id=staff.id) == 2
+    assert app.state.db.write(terms.record_acceptance, terms.audit.SYSTEM, None, user_id=staff.id) == 2  # no field
+    assert [r["version"] for r in app.state.db.query("SELECT version FROM terms_acceptances")] == [2, 2]
+
+
+def test_a_publish_during_the_password_check_makes_the_login_ask_again(app, client, auth, staff, monkeypatch):
+    shown = page_text(client.get("/login"))
+    assert 'name="terms_version" value="1"' in shown
+    publish_during_the_password_check(app, monkeypatch)
+    stale = auth.login(terms_version="1")
+    text = page_text(stale)
+    assert stale.status_code == 409 and version(app) == 2
+    assert "The terms of use changed while this page was open: version 2 is now in force." in text
+    assert 'name="terms_version" value="2"' in text
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM sessions") == 0 and audit_rows(app, "login.success") == []
+    assert auth.login(terms_version="2").status_code == 303
+    assert app.state.db.query("SELECT version FROM terms_acceptances") == [{"version": 2}]
+
+
+def test_a_form_without_a_version_accepts_the_one_in_force_and_one_with_garbage_is_asked_again(app, auth, staff):
+    for garbage in ("abc", "\u00b2", "1" * 12):
+        assert auth.login(terms_version=garbage).status_code == 409, garbage
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances") == 0
+    assert auth.login().status_code == 303  # no field at all: the version in force, recorded in the write
+    assert app.state.db.query("SELECT version FROM terms_acceptances") == [{"version": 1}]
+
+
+def test_the_code_page_carries_the_version_and_a_publish_while_it_is_open_asks_again(app, client, auth, staff, frozen):
+    from tests.test_two_factor import code, enrol
+
+    secret, _ = enrol(app, staff, frozen)
+    assert auth.login(terms_version="1").headers["location"] == "/login/code"
+    page = page_text(client.get("/login/code"))
+    assert page.count('name="terms_version" value="1"') == 2  # the code's form and the recovery code's
+    assert "By logging in you accept the terms of use (version 1)." in re.sub("<[^>]+>", "", page)
+    app.state.db.write(terms.publish, terms.audit.SYSTEM, {"en": ("New", "Text")})
+    stale = auth.post("/login/code", {"code": code(secret, frozen), "terms_version": "1"})
+    text = page_text(stale)
+    assert stale.status_code == 409 and "version 2 is now in force" in text
+    assert 'name="terms_version" value="2"' in text and "(version 2)" in text
+    assert app.state.db.scalar("SELECT count(*) FROM sessions") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances") == 0 and audit_rows(app, "login.success") == []
+    # Nothing was used up: the pending login and the same code work, for the version now shown.
+    assert auth.post("/login/code", {"code": code(secret, frozen), "terms_version": "2"}).status_code == 303
+    assert app.state.db.query("SELECT version FROM terms_acceptances") == [{"version": 2}]
+
+
+def test_the_one_time_link_page_carries_the_version_and_a_publish_while_it_is_open_asks_again(app, client, auth, staff):
+    from relais import users
+
+    token = users.issue_login_link(app.state.db, terms.audit.SYSTEM, staff.id)
+    assert 'name="terms_version" value="1"' in client.get(f"/login/link/{token}").text
+    app.state.db.write(terms.publish, terms.audit.SYSTEM, {"en": ("New", "Text")})
+    stale = auth.post(f"/login/link/{token}", {"terms_version": "1"})
+    text = page_text(stale)
+    assert stale.status_code == 409 and "version 2 is now in force" in text and 'name="terms_version" value="2"' in text
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances") == 0
+    assert audit_rows(app, "user.login_link_used") == [] and audit_rows(app, "login.link") == []
+    assert client.get(f"/login/link/{token}").status_code == 200  # the link was not used up
+    used = auth.post(f"/login/link/{token}", {"terms_version": "2"})
+    assert used.status_code == 303 and used.headers["location"] == "/account/password"
+    assert app.state.db.query("SELECT version FROM terms_acceptances") == [{"version": 2}]
+
+
+def test_a_one_time_link_of_an_account_with_a_factor_checks_the_version_too(app, client, auth, staff, frozen):
+    from relais import users
+    from tests.test_two_factor import enrol
+
+    enrol(app, staff, frozen)
+    token = users.issue_login_link(app.state.db, terms.audit.SYSTEM, staff.id)
+    app.state.db.write(terms.publish, terms.audit.SYSTEM, {"en": ("New", "Text")})
+    assert auth.post(f"/login/link/{token}", {"terms_version": "1"}).status_code == 409
+    assert app.state.db.scalar("SELECT count(*) FROM login_pending") == 0
+    assert auth.post(f"/login/link/{token}", {"terms_version": "2"}).headers["location"].startswith("/login/code")
+
+
+def test_a_publish_during_a_share_links_password_check_asks_again(app, shared, guest, monkeypatch):  # noqa: F811
+    link, password, share_id, _ = shared
+    assert 'name="terms_version" value="1"' in guest.get(link).text
+    publish_during_the_password_check(app, monkeypatch)
+    stale = guest.post(link, data={"password": password, "terms_version": "1", "_csrf_token": csrf_token(guest)},
+                       follow_redirects=False)
+    text = page_text(stale)
+    assert stale.status_code == 409 and "version 2 is now in force" in text and "(version 2)" in text
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances WHERE subject = ?", [f"share:{share_id}"]) == 0
+    assert app.state.db.scalar("SELECT count(*) FROM link_sessions") == 0 and audit_rows(app, "share.access") == []
+    opened = guest.post(link, data={"password": password, "terms_version": "2", "_csrf_token": csrf_token(guest)},
+                        follow_redirects=False)
+    assert opened.status_code == 303
+    assert json.loads(audit_rows(app, "share.access")[-1]["detail"]) == {"terms_version": 2}
+
+
+def test_a_publish_during_a_request_links_password_check_asks_again(app, staff, guest, monkeypatch):  # noqa: F811
+    token, password, made = make_request(app, staff)
+    assert 'name="terms_version" value="1"' in guest.get(f"/r/{token}").text
+    publish_during_the_password_check(app, monkeypatch)
+    stale = guest.post(f"/r/{token}", data={"password": password, "terms_version": "1", "_csrf_token": csrf_token(guest)},
+                       follow_redirects=False)
+    assert stale.status_code == 409 and 'name="terms_version" value="2"' in stale.text
+    assert app.state.db.scalar("SELECT count(*) FROM terms_acceptances") == 0
+    assert app.state.db.scalar("SELECT count(*) FROM link_sessions") == 0

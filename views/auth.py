@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post, route
 from litestar.response import Redirect
 
-from relais import auth, i18n, passwords, terms, two_factor, users
+from relais import auth, i18n, passwords, terms, users
 from relais.i18n import N_
 from views import common
 from views import two_factor as two_factor_views
@@ -25,7 +25,7 @@ PASSWORD_ERRORS = {
 }
 
 
-TERMS_CHANGED = N_("The terms of use changed while this page was open: version %(version)s is now in force. Read it, then log in again.")
+TERMS_CHANGED = two_factor_views.TERMS_CHANGED  # the login's, the code's and the one-time link's pages
 
 
 @dataclass
@@ -35,6 +35,11 @@ class LoginForm:
     next: str = ""
     language: str = ""  # a language chosen on the form itself, if a form offers one
     terms_version: str = ""  # the version the page showed: logging in accepts it, and only it
+
+
+@dataclass
+class ContinueForm:
+    terms_version: str = ""  # the version the one-time link's page showed
 
 
 @dataclass
@@ -81,7 +86,10 @@ async def submit_login(request: Request, data: Annotated[LoginForm, common.FORM]
     if (old := request.scope.get("auth")) is not None:
         await common.in_thread(auth.logout, common.db(request), common.who(request), old)
     result = await auth.login(common.db(request), common.hasher(request), common.who(request), data.email, data.password,
-                              chosen_language(request, data.language))
+                              chosen_language(request, data.language), terms.shown(data.terms_version))
+    if result.outcome is auth.Outcome.TERMS_CHANGED:  # published during the password's check
+        error = common.gettext(request, TERMS_CHANGED, version=result.terms_version)
+        return await common.in_thread(_login_page, request, 409, error, data.email[:254], data.next)
     if result.outcome is auth.Outcome.OK:
         response = Redirect(common.safe_next(data.next), status_code=303)
         common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
@@ -114,29 +122,36 @@ def submit_logout(request: Request) -> Redirect:
     return response
 
 
-@route("/login/link/{token:str}", http_method=["GET", "HEAD"], name="login_link", sync_to_thread=True)
-def show_login_link(request: Request, token: str) -> Response:
-    """Opening the link only shows a button: mail scanners that follow links must not use it up."""
+def _link_page(request: Request, token: str, status: int = 200, error: str = "") -> Response:
     user = users.peek_login_link(common.db(request), token)
     if user is None:
         return common.render(request, "auth/link_invalid.html", status_code=404)
-    return common.render(request, "auth/link.html", email=user.email, token=token)
+    return common.render(request, "auth/link.html", status_code=status, email=user.email, token=token, error=error,
+                         terms_version=common.db(request).read_sync(terms.current_version))
+
+
+@route("/login/link/{token:str}", http_method=["GET", "HEAD"], name="login_link", sync_to_thread=True)
+def show_login_link(request: Request, token: str) -> Response:
+    """Opening the link only shows a button: mail scanners that follow links must not use it up."""
+    return _link_page(request, token)
 
 
 @post("/login/link/{token:str}", sync_to_thread=True)
-def use_login_link(request: Request, token: str) -> Response:
+def use_login_link(request: Request, token: str, data: Annotated[ContinueForm, common.FORM]) -> Response:
+    """Continue: the link is used up and the session (or the code's step) opens, in one write that
+    also checks the terms the page showed are still in force; if not, the page again, link unused."""
     database, who = common.db(request), common.who(request)
-    user = users.use_login_link(database, who, token)
-    if user is None:
+    result = auth.login_by_link(database, who, token, chosen_language(request), terms.shown(data.terms_version))
+    if result.outcome is auth.Outcome.INVALID:
         return common.render(request, "auth/link_invalid.html", status_code=404)
+    if result.outcome is auth.Outcome.TERMS_CHANGED:
+        return _link_page(request, token, 409, common.gettext(request, TERMS_CHANGED, version=result.terms_version))
     if (old := request.scope.get("auth")) is not None:
         auth.logout(database, who, old)
-    if database.read_sync(two_factor.enrolled, user.id):  # a link is no second factor: the code first
-        pending = two_factor.start_pending(database, who, user, chosen_language(request))
-        return two_factor_views.to_second_step(request, pending, "/account/password")
-    session_token = auth.start_session(database, common.who(request), user, "login.link", chosen_language(request))
+    if result.outcome is auth.Outcome.SECOND_STEP:
+        return two_factor_views.to_second_step(request, result.pending_token, "/account/password")
     response = Redirect("/account/password", status_code=303)
-    common.set_session_cookie(response, session_token, request.app.state.config.cookie_secure)
+    common.set_session_cookie(response, result.session_token, request.app.state.config.cookie_secure)
     return response
 
 

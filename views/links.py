@@ -80,14 +80,19 @@ async def unlock_answer(request: Request, kind: links.Kind, token: str, form: Un
     Async, like the staff login: the check awaits argon2 and the database in their own queues,
     so a flood of guesses holds no worker thread; only the page is rendered in one, briefly.
     Access accepts the terms the page showed: a page opened before newer terms were published
-    is shown again with them (409), its password not tried."""
+    is shown again with them (409), its password not tried; a publish during the password's
+    check is caught inside the write that would open the session (``Unlock.TERMS_CHANGED``)."""
     state = request.app.state
-    if (version := await state.db.read(terms.changed_since, form.terms_version)) is not None:
+    version = await state.db.read(terms.changed_since, form.terms_version)
+    if version is None:
+        result = await links.unlock(state.db, state.hasher, kind, common.who(request), token, form.password,
+                                    state.config.base_url, terms.shown(form.terms_version))
+        if result.outcome is links.Unlock.TERMS_CHANGED:
+            version = result.terms_version
+    if version is not None:
         if await links.find_open_async(state.db, kind, token) is None:
             return await common.in_thread(_invalid, request)
         return await common.in_thread(password_page, 409, common.gettext(request, TERMS_CHANGED, version=version))
-    result = await links.unlock(state.db, state.hasher, kind, common.who(request), token, form.password,
-                                state.config.base_url)
     if result.outcome is links.Unlock.OK:
         response = Redirect(home, status_code=303)
         set_link_cookie(response, request, token, result.session_token)

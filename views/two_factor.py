@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect
 
-from relais import auth, two_factor
+from relais import auth, terms, two_factor
 from relais.i18n import N_
 from views import common
 
@@ -25,7 +25,8 @@ ERRORS = {
     "already": N_("Two-factor login is already set up for your account."),
 }
 STEP_ENDED = N_("The time to type the code has run out, or too many codes were wrong. Log in again.")
-WRONG_CODE = ERRORS["wrong_code"]  # outside gettext calls: the extractor would take the key for a text
+WRONG_CODE = ERRORS["wrong_code"]
+TERMS_CHANGED = N_("The terms of use changed while this page was open: version %(version)s is now in force. Read it, then log in again.")  # outside gettext calls: the extractor would take the key for a text
 
 
 @dataclass
@@ -33,6 +34,7 @@ class CodeForm:
     code: str = ""
     recovery_code: str = ""
     next: str = ""
+    terms_version: str = ""  # the version the code's page showed: the login accepts it, and only it
 
 
 def to_second_step(request: Request, pending_token: str, next: str) -> Response:
@@ -58,7 +60,8 @@ def _clear_pending(response: Response, request: Request) -> None:
 def _code_page(request: Request, status: int = 200, error: str = "", email: str = "", next: str = "",
                ended: bool = False) -> Response:
     response = common.render(request, "auth/code.html", status_code=status, error=error, email=email,
-                             next=common.safe_next(next, ""), ended=ended)
+                             next=common.safe_next(next, ""), ended=ended,
+                             terms_version=common.db(request).read_sync(terms.current_version))
     if ended:
         _clear_pending(response, request)
     return response
@@ -78,7 +81,10 @@ def submit_code(request: Request, data: Annotated[CodeForm, common.FORM]) -> Res
     database, pending = common.db(request), request.cookies.get(PENDING_COOKIE)
     email = two_factor.pending_email(database, pending) or ""
     result = auth.second_step(database, request.app.state.two_factor_key, common.who(request), pending,
-                              (data.code or data.recovery_code).strip())
+                              (data.code or data.recovery_code).strip(), terms.shown(data.terms_version))
+    if result.outcome is auth.Outcome.TERMS_CHANGED:  # published while this page was open: ask again
+        error = common.gettext(request, TERMS_CHANGED, version=result.terms_version)
+        return _code_page(request, 409, error, email, data.next)
     if result.outcome is auth.Outcome.OK:
         response = Redirect(common.safe_next(data.next), status_code=303)
         _clear_pending(response, request)

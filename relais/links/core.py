@@ -54,6 +54,7 @@ class Unlock(enum.Enum):
     OK = "ok"
     INVALID = "invalid"  # wrong password, unknown, expired, revoked: one answer
     WAIT = "wait"
+    TERMS_CHANGED = "terms_changed"  # the page showed terms no longer in force: nothing recorded
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class UnlockResult:
     outcome: Unlock
     session_token: str = ""
     retry_after: int = 0  # seconds before the next try is checked (WAIT, or INVALID that started a wait)
+    terms_version: int = 0  # TERMS_CHANGED: the version now in force
 
 
 def _row(db, kind: Kind, object_id: str) -> dict | None:
@@ -177,8 +179,12 @@ def events(database: Database, kind: Kind, object_id: str, page: int = 1, per_pa
 
 
 async def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: audit.Who, token: str,
-                 password: str, base_url: str) -> UnlockResult:
+                 password: str, base_url: str, terms_shown: int | None = None) -> UnlockResult:
     """The password and the Access button: on success a new link session (its token, for a cookie).
+
+    ``terms_shown`` is the terms version the page showed (None: a form without it, taken as the
+    version in force); it is checked and recorded inside the write that opens the session, so
+    that a publish during the password's check makes the answer TERMS_CHANGED, nothing written.
 
     Awaited on the event loop, as a staff login is (:func:`relais.auth.login`): anyone may post
     to any link, so a flood of guesses must wait in the hasher's and the database's own queues,
@@ -208,10 +214,13 @@ async def unlock(database: Database, hasher: passwords.Hasher, kind: Kind, who: 
                 [passwords.token_hash(session), kind.name, found.id, clock.iso(now), clock.iso(now + LINK_SESSION),
                  who.ip, who.user_agent[:500]],
             )
-            version = terms.record_acceptance(db, who, subject=kind.subject(found.id))
+            version = terms.record_acceptance(db, who, terms_shown, subject=kind.subject(found.id))
             event(db, who, kind, found.id, "access", terms_version=version)
 
-        await database.write_async(grant)
+        try:
+            await database.write_async(grant)
+        except terms.TermsChanged as exc:  # the right password, but not for the terms in force: ask again
+            return UnlockResult(Unlock.TERMS_CHANGED, terms_version=exc.version)
         return UnlockResult(Unlock.OK, session_token=session)
 
     def refuse(db) -> int:
