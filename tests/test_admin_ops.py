@@ -211,3 +211,15 @@ def test_each_list_is_paged(app, client, auth, admin, frozen):
     # Each pager keeps the other list on its page.
     assert 'href="/admin/outbox?sent=2&amp;waiting=1"' in second.text
     assert 'href="/admin/outbox?waiting=2&amp;sent=1"' in second.text
+
+
+def test_without_a_mail_server_the_outbox_says_where_mails_go(app, client, auth, admin, smtp):
+    """With RELAIS_SMTP_HOST empty, "sent" means written to the outbox folder: the page says so, and
+    says nothing of a mail server; with one set, it does not."""
+    auth.login(email=admin.email)
+    page = text(client.get("/admin/outbox"))
+    assert "No mail server is set" in page and str(app.state.config.outbox_dir) in page
+    assert "accepted by the mail server" not in page
+    use_smtp(app, smtp.port)
+    page = text(client.get("/admin/outbox"))
+    assert "No mail server is set" not in page and "accepted by the mail server" in page

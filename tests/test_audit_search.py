@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from relais import audit, audit_export, audit_search, paging
+from relais import audit, audit_export, audit_labels, audit_search, i18n, paging
 from relais.migrations import migrations
 from tests.aio import run
 from tests.conftest import PASSWORD, audit_rows
@@ -386,3 +386,10 @@ def test_rows_checked_here_match_as_the_index_does(app, monkeypatch, words):
     assert not audit_search._query(app.state.db.conn, filters, "fr").by_text
     checked = audit_search.page(app.state.db.conn, filters, "fr")
     assert [r["id"] for r in checked] == by_index
+
+
+def test_no_two_actions_share_a_label_in_any_language():
+    """The Action list of the search offers labels: two actions with one label could not be told apart."""
+    for language in i18n.LANGUAGES:
+        labels = [i18n.gettext(language, label) for label in audit_labels.ACTIONS.values()]
+        assert len(labels) == len(set(labels)), (language, sorted({x for x in labels if labels.count(x) > 1}))
