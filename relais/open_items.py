@@ -55,9 +55,9 @@ class Filters:
 def from_query(params: Mapping) -> Filters:
     """The filters of a query string; whatever is unreadable is left out."""
     kind = str(params.get("kind") or "")
-    within = str(params.get("within") or "").strip()
+    within = paging.whole(str(params.get("within") or "").strip(), 5)
     return Filters(kind=kind if kind in KINDS else "", person=str(params.get("person") or "").strip()[:TEXT_LIMIT],
-                   within_days=min(int(within), MAX_DAYS) if within.isdigit() and len(within) <= 5 else None)
+                   within_days=None if within is None else min(within, MAX_DAYS))
 
 
 @dataclass(frozen=True)

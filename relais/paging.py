@@ -33,11 +33,19 @@ class Page(list):
         return self.number + 1 if self.number < self.pages else None
 
 
+def whole(raw: str | None, max_digits: int) -> int | None:
+    """``raw`` as a whole number of 1 to ``max_digits`` ASCII digits, else None.
+
+    Not ``str.isdigit()`` alone: it takes '²' and '①', which ``int()`` then refuses (a 500), and
+    Arabic-Indic digits, which ``int()`` reads. Input from a request is ASCII digits or nothing."""
+    if not raw or not raw.isascii() or not raw.isdigit() or len(raw) > max_digits:
+        return None
+    return int(raw)
+
+
 def number(raw: str | None) -> int:
     """The page asked for in a query string: a whole number from 1, else 1."""
-    if not raw or not raw.isdigit() or len(raw) > MAX_PAGE_DIGITS:
-        return 1
-    return max(1, int(raw))
+    return max(1, whole(raw, MAX_PAGE_DIGITS) or 1)
 
 
 def fetch(conn, count_sql: str, rows_sql: str, params: list, page: int, per_page: int = PER_PAGE) -> tuple[list[dict], int, int]:
@@ -65,6 +73,4 @@ class Cursor(list):
 
 def row_id(raw: str | None) -> int | None:
     """A row id from a query string (``older``/``newer``), None when it is none."""
-    if not raw or not raw.isdigit() or len(raw) > 18:
-        return None
-    return int(raw)
+    return whole(raw, 18)

@@ -242,7 +242,8 @@ async def save_settings(request: Request) -> Template | Redirect:
     changes = {}
     for name, setting in settings.SETTINGS.items():
         raw = str(form.get(name, values[name])).strip()
-        if not raw.isdigit() or not setting.minimum <= int(raw) <= setting.maximum:
+        number = paging.whole(raw, 12)
+        if number is None or not setting.minimum <= number <= setting.maximum:
             error = common.gettext(
                 request, "%(setting)s Enter a whole number from %(minimum)s to %(maximum)s.",
                 setting=common.gettext(request, setting.help), minimum=setting.minimum, maximum=setting.maximum,

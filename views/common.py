@@ -20,7 +20,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body
 from litestar.response import Redirect
 
-from relais import audit, i18n, logs
+from relais import audit, i18n, logs, paging
 from relais.db import Database
 from relais.passwords import Hasher
 from relais.refusal import Size
@@ -57,8 +57,7 @@ class ExtendForm:
     @property
     def whole_days(self) -> int | None:
         """A whole number of at most four digits, else None (the limit itself is the link's to check)."""
-        days = self.days.strip()
-        return int(days) if days.isdigit() and len(days) <= 4 else None
+        return paging.whole(self.days.strip(), 4)
 
 
 class PasswordChangeRequired(Exception):

@@ -205,7 +205,7 @@ async def _receive_form(request: Request, target: targets.Target, boundary: str,
         # A body that cannot fit beside the database's reserve (relais.space) is refused before a
         # byte is read. A browser sends the body's length; without one (chunked) each block is
         # checked as it is written instead, which also stops this upload when others fill the disk.
-        await common.on_disk(request, space.ensure_space, receiver.files_dir, int(declared) if declared.isdigit() else 0)
+        await common.on_disk(request, space.ensure_space, receiver.files_dir, paging.whole(declared, 18) or 0)
         async for chunk in request.stream():
             if not chunk:
                 continue

@@ -38,7 +38,7 @@ class PartnerForm:
     delivery: str = "mail"  # how the activation link reaches the partner: mail, or shown once here
 
     def details(self) -> partners.Details:
-        contact = int(self.contact_id) if self.contact_id.isdigit() and len(self.contact_id) < 12 else 0
+        contact = paging.whole(self.contact_id, 11) or 0
         return partners.Details(email=self.email, name=self.name, function=self.function, phone=self.phone,
                                 institution=self.institution, language=self.language, contact_id=contact)
 

@@ -69,9 +69,10 @@ def new_request(request: Request) -> Response:
 
 
 def _whole(value: str, reason: str) -> int:
-    if not value.isdigit() or len(value) > 6:
+    number = paging.whole(value, 6)
+    if number is None:
         raise requests.RequestRefused(reason)
-    return int(value)
+    return number
 
 
 @post("/")

@@ -148,9 +148,10 @@ def show_created(request: Request, share_id: str) -> Template:
 
 
 def _whole(value: str, reason: str) -> int:
-    if not value.isdigit() or len(value) > 6:
+    number = paging.whole(value, 6)
+    if number is None:
         raise shares.ShareRefused(reason)
-    return int(value)
+    return number
 
 
 def _visible(request: Request, share_id: str) -> shares.Share:
