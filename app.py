@@ -87,6 +87,7 @@ def create_app(config: Config | None = None) -> Litestar:
         ),
         middleware=[middleware.strict_utf8_middleware, middleware.session_middleware],
         before_send=[middleware.security_headers],
+        before_request=middleware.no_oversized_ids,
         exception_handlers=errors.handlers,
         # Background work (the mail outbox, retention, the free-space warning) runs in the server;
         # tests drive it themselves.

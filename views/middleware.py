@@ -5,7 +5,9 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes
 
 from anyio import to_thread
+from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
+from litestar.exceptions import NotFoundException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from relais import auth, two_factor
@@ -27,6 +29,21 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
+
+
+# SQLite's integers are 64-bit, while a ``{id:int}`` path parameter takes any number of digits:
+# binding a larger one makes the sqlite3 module raise OverflowError, a 500. No row has such an id.
+ROW_ID_RANGE = range(-(2**63), 2**63)
+
+
+async def no_oversized_ids(request: Request) -> None:
+    """Refuse, with the 404 page, a path whose ``int`` parameter no row could have.
+
+    An app-wide ``before_request`` hook rather than an OverflowError handler: it runs on every
+    route, now and later, after its guards and before the handler reads the body or the database,
+    so nothing is half-done; and an OverflowError from anything else stays a bug (a 500, logged)."""
+    if any(type(value) is int and value not in ROW_ID_RANGE for value in request.path_params.values()):
+        raise NotFoundException()
 
 
 def session_middleware(app: ASGIApp) -> ASGIApp:
