@@ -147,16 +147,25 @@ def store_password(db, who: audit.Who, user: User, password_hash: str) -> None:
     audit.record(db, who, "user.password_change", user.email)
 
 
+_ACTIVE_ADMIN = "(role = 'admin' AND active = 1)"
+
+
+def _no_other_admin(db, user_id: int) -> bool:
+    """Whether no admin but ``user_id`` can run the console: active, with a password. One who has
+    not yet used their first login link (password_hash NULL) cannot log in, so is not "another
+    admin": counting them let the last real admin demote or deactivate themselves."""
+    return db.execute(f"SELECT count(*) FROM users WHERE {_ACTIVE_ADMIN} AND password_hash IS NOT NULL AND id != ?",
+                      [user_id]).fetchone()[0] == 0
+
+
 def set_active(database: Database, who: audit.Who, user_id: int, active: bool) -> None:
     """Deactivating ends every session of the account at once."""
 
     def update(db):
-        row = db.execute("SELECT email, role, active FROM users WHERE id = ?", [user_id]).fetchone()
+        row = db.execute(f"SELECT email, role, {_ACTIVE_ADMIN} FROM users WHERE id = ?", [user_id]).fetchone()
         if row is None:
             raise UserError("not_found")
-        if not active and row[1] == "admin" and row[2] and db.execute(
-            "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1"
-        ).fetchone()[0] <= 1:
+        if not active and row[2] and _no_other_admin(db, user_id):
             raise UserError("last_admin")
         db.execute("UPDATE users SET active = ? WHERE id = ?", [int(active), user_id])
         if not active:
@@ -174,7 +183,7 @@ def change_role(database: Database, who: audit.Who, user_id: int, role: str) -> 
     staff, nor staff a partner (their accounts hold other things: a space, an institution)."""
 
     def update(db) -> bool:
-        row = db.execute("SELECT email, role, active FROM users WHERE id = ?", [user_id]).fetchone()
+        row = db.execute(f"SELECT email, role, {_ACTIVE_ADMIN} FROM users WHERE id = ?", [user_id]).fetchone()
         if row is None:
             raise UserError("not_found")
         if row[1] not in STAFF_ROLES or role == "partner":
@@ -183,9 +192,7 @@ def change_role(database: Database, who: audit.Who, user_id: int, role: str) -> 
             raise UserError("invalid_role")
         if row[1] == role:
             return False
-        if row[1] == "admin" and row[2] and db.execute(
-            "SELECT count(*) FROM users WHERE role = 'admin' AND active = 1"
-        ).fetchone()[0] <= 1:
+        if row[2] and _no_other_admin(db, user_id):
             raise UserError("last_admin_role")
         db.execute("UPDATE users SET role = ? WHERE id = ?", [role, user_id])
         audit.record(db, who, "user.role_change", row[0], from_role=row[1], role=role)
