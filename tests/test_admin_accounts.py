@@ -267,3 +267,46 @@ def test_the_accounts_page_offers_a_new_partner(client, auth, admin):
     auth.login(email=admin.email)
     assert 'href="/partners/new"' in client.get("/admin/users").text
     assert client.get("/partners/new").status_code == 200  # admins are staff too
+
+
+def test_an_admin_who_never_logged_in_is_not_another_admin(app, client, auth, admin):
+    """Admin A creates admin B, who has not used their login link yet (no password): B cannot log
+    in, so A is still the last admin and may neither become staff nor deactivate themselves."""
+    auth.login(email=admin.email)
+    created = auth.post("/admin/users", {"email": "bo.new@registry.example", "name": "Bo New", "role": "admin"})
+    assert created.status_code == 201
+    newcomer = users.get(app.state.db, users.by_email(app.state.db, "bo.new@registry.example")["id"])
+    assert newcomer.role == "admin" and newcomer.active
+    demoted = auth.post(f"/admin/users/{admin.id}/role", {"role": "staff", "confirm": "yes"})
+    assert demoted.status_code == 400 and "The last active admin cannot become staff" in demoted.text
+    deactivated = auth.post(f"/admin/users/{admin.id}/active?active=false", {"confirm": "yes"})
+    assert deactivated.status_code == 400 and "The last active admin cannot be deactivated." in deactivated.text
+    assert role_of(app, admin) == "admin" and users.get(app.state.db, admin.id).active
+    assert audit_rows(app, "user.role_change") == [] and audit_rows(app, "user.deactivate") == []
+    # B (who cannot log in) may still be deactivated or made staff: A remains.
+    assert auth.post(f"/admin/users/{newcomer.id}/role", {"role": "staff", "confirm": "yes"}).status_code == 303
+    assert role_of(app, newcomer) == "staff"
+
+
+def test_a_role_change_to_the_same_role_says_nothing_changed(app, client, auth, admin, staff):
+    auth.login(email=admin.email)
+    same = auth.post(f"/admin/users/{staff.id}/role", {"role": "staff", "confirm": "yes"})
+    assert same.status_code == 303 and same.headers["location"] == "/admin/users"
+    assert "The role was changed" not in client.get(same.headers["location"]).text
+    assert audit_rows(app, "user.role_change") == []
+
+
+def test_a_partner_deactivated_while_their_link_is_made_is_refused_clearly(app, client, auth, admin, partner,
+                                                                          monkeypatch):
+    """Another admin deactivates the partner between the account's read and the link's write."""
+    real = partners.issue_link
+
+    def deactivated_first(database, *args, **kwargs):
+        users.set_active(database, audit.SYSTEM, partner.id, False)
+        return real(database, *args, **kwargs)
+
+    monkeypatch.setattr(partners, "issue_link", deactivated_first)
+    auth.login(email=admin.email)
+    refused = auth.post(f"/admin/users/{partner.id}/access", {"delivery": "shown"})
+    assert refused.status_code == 400 and "Reactivate the account first." in refused.text
+    assert not LINK.search(refused.text) and audit_rows(app, "partner.link") == []

@@ -169,3 +169,12 @@ def test_staff_see_institutions_but_only_admins_rename_them(app, client, auth, s
     assert unguarded.status_code == 403 and "Form expired" in unguarded.text
     assert institutions.get(app.state.db, partner.institution_id).name == "AZ Sint-Jan"
     assert audit_rows(app, "institution.rename") == [] and audit_rows(app, "partner.refused") == []
+
+
+def test_a_rename_to_the_same_name_changes_nothing_and_says_nothing(app, client, auth, admin, partner):
+    path = f"/partners/institutions/{partner.institution_id}"
+    auth.login(email=admin.email)
+    same = auth.post(path, {"name": " AZ  Sint-Jan "})
+    assert same.status_code == 303 and same.headers["location"] == path
+    assert "The institution has been renamed." not in client.get(path).text
+    assert audit_rows(app, "institution.rename") == []

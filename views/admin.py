@@ -138,7 +138,12 @@ def _partner_link(request: Request, user: users.User, by_mail: bool) -> Template
     if not user.active:
         return _error(request, users.UserError("inactive"))
     base_url = request.app.state.config.base_url
-    token = partners.issue_link(common.db(request), common.who(request), user.id, base_url, by_mail)
+    try:
+        token = partners.issue_link(common.db(request), common.who(request), user.id, base_url, by_mail)
+    except users.UserError:  # deactivated (or gone) since it was read above: another admin's click
+        if users.get(common.db(request), user.id) is None:
+            return _no_such_account(request)
+        return _error(request, users.UserError("inactive"))
     if by_mail:
         return _users_page(request, notice="link_sent", link_for=user)
     return _users_page(request, link=partners.link_url(base_url, token), link_for=user)
@@ -166,12 +171,12 @@ def change_role(request: Request, user_id: int, data: Annotated[RoleForm, common
         kept = _keep(request)
         return Redirect(f"/admin/users/{user_id}/role" + (f"?{kept}" if kept else ""), status_code=303)
     try:
-        users.change_role(common.db(request), common.who(request), user_id, data.role)
+        changed = users.change_role(common.db(request), common.who(request), user_id, data.role)
     except users.UserError as exc:
         return _error(request, exc, 404 if exc.reason == "not_found" else 400)
     if user_id == common.current_user(request).id and data.role != "admin":
         return Redirect("/", status_code=303)  # no longer theirs to see
-    return _back(request, "role_changed")
+    return _back(request, "role_changed" if changed else "")  # no "changed" notice for nothing
 
 
 @get("/users/{user_id:int}/deactivate", name="admin_user_deactivate", sync_to_thread=True)

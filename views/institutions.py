@@ -58,12 +58,13 @@ def show_institution(request: Request, institution_id: int) -> Response:
 @post("/{institution_id:int}", guards=[common.requires_admin], sync_to_thread=True)
 def rename_institution(request: Request, institution_id: int, data: Annotated[RenameForm, common.FORM]) -> Response:
     try:
-        institutions.rename(common.db(request), common.who(request), institution_id, data.name)
+        renamed = institutions.rename(common.db(request), common.who(request), institution_id, data.name)
     except institutions.InstitutionError as exc:
         if exc.reason == "not_found":
             raise NotFoundException() from exc
         return _institution_page(request, institution_id, 400, common.gettext(request, ERRORS[exc.reason]), data.name)
-    return Redirect(f"/partners/institutions/{institution_id}?renamed", status_code=303)
+    # The same name again changes nothing: no "renamed" notice for it.
+    return Redirect(f"/partners/institutions/{institution_id}" + ("?renamed" if renamed else ""), status_code=303)
 
 
 routes = [
