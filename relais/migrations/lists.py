@@ -1,6 +1,7 @@
-"""Migration 0016: lists at a registry's volumes (bench/pages.py): the admin's open items
+"""Migrations 0016 and 0017: lists at a registry's volumes (bench/pages.py): the admin's open items
 (relais.open_items) read nearest deadline first without sorting whole tables, and My files
-counted and paged from one index."""
+counted and paged from one index; 0017: the outbox's sent mails and the terms' acceptances
+of each version."""
 
 from sqlite_utils import Database
 
@@ -57,5 +58,19 @@ def m0016_lists_at_volume(db: Database) -> None:
             UPDATE files SET attached = 'request' WHERE id = new.file_id;
         END;
         CREATE INDEX files_mine ON files(owner_id, completed_at DESC, id) WHERE state = 'complete' AND attached IS NULL;
+        """
+    )
+
+
+@migrations(name="0017_sent_mail_and_acceptances")
+def m0017_sent_mail_and_acceptances(db: Database) -> None:
+    db.executescript(
+        """
+        -- The outbox's "sent" list, newest first a page at a time: sent mails are never purged,
+        -- and without it each page sorted every one of them in a temporary B-tree.
+        CREATE INDEX outbox_sent ON outbox(status, sent_at DESC, id DESC);
+        -- The terms page's acceptances of each version (counted per version, listed newest first):
+        -- without it each count read every acceptance of every version.
+        CREATE INDEX terms_acceptances_version ON terms_acceptances(version);
         """
     )
