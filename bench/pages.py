@@ -221,6 +221,8 @@ def main() -> int:
         first_of = {table: str(conn.execute(f"SELECT {column} FROM {table} ORDER BY created_at DESC LIMIT 1").fetchone()[0])
                     for table, column in (("shares", "id"), ("requests", "id"))}
         first_of["partner"] = str(conn.execute("SELECT id FROM users WHERE email = ?", [PARTNER]).fetchone()[0])
+        first_of["institution"] = str(conn.execute("SELECT institution_id FROM partners WHERE user_id = ?",
+                                                   [first_of["partner"]]).fetchone()[0])
         conn.close()
         pages = {
             "baseline /healthz": "/healthz",
@@ -237,6 +239,7 @@ def main() -> int:
             "partners": "/partners",
             "a partner (2,000 files)": f"/partners/{first_of['partner']}",
             "a partner's space": "/space",
+            "the institution of that partner": f"/partners/institutions/{first_of['institution']}",
             "accounts": "/admin/users",
             "accounts page 40": "/admin/users?page=40",
             "open links": "/admin/open",

@@ -72,19 +72,24 @@ def list_files(database: Database, partner_id: int, direction: str, page: int = 
     return paging.Page([SpaceFile.from_row(row) for row in rows], page, per_page, total)
 
 
-def of_partners(database: Database, partner_ids: list[int]) -> dict[int, list[SpaceFile]]:
-    """The files of these partners' spaces, both ways, in one read ({partner id: files}, those
-    the registry placed first, each way newest first; a partner with none is left out)."""
-    if not partner_ids:
-        return {}
-    marks = ", ".join("?" for _ in partner_ids)
-    rows = database.query(_SELECT + f" WHERE space_files.partner_id IN ({marks})"
-                          " ORDER BY space_files.direction = 'from_partner', space_files.placed_at DESC, files.id",
-                          list(partner_ids))
-    found: dict[int, list[SpaceFile]] = {}
-    for row in rows:
-        found.setdefault(row["partner_id"], []).append(SpaceFile.from_row(row))
-    return found
+def newest_of_partners(database: Database, partner_ids: list[int], per_way: int) -> dict[int, list[SpaceFile]]:
+    """The ``per_way`` newest files of each way of these partners' spaces ({partner id: files},
+    those the registry placed first, each way newest first; a partner with none is left out).
+
+    One ``LIMIT`` per partner and way, each read from space_files_partner: a partner may hold
+    2,000 files, and the institution's page showed (and read) every one of them."""
+
+    def read(conn) -> dict[int, list[SpaceFile]]:
+        found: dict[int, list[SpaceFile]] = {}
+        for partner_id in partner_ids:
+            for direction in (TO_PARTNER, FROM_PARTNER):
+                for row in conn.query(_SELECT + " WHERE space_files.partner_id = ? AND space_files.direction = ?"
+                                      " ORDER BY space_files.placed_at DESC, files.id LIMIT ?",
+                                      [partner_id, direction, per_way]):
+                    found.setdefault(partner_id, []).append(SpaceFile.from_row(dict(row)))
+        return found
+
+    return database.read_sync(read)
 
 
 def counts(database: Database, partner_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -178,3 +178,26 @@ def test_a_rename_to_the_same_name_changes_nothing_and_says_nothing(app, client,
     assert same.status_code == 303 and same.headers["location"] == path
     assert "The institution has been renamed." not in client.get(path).text
     assert audit_rows(app, "institution.rename") == []
+
+
+def test_an_institution_shows_the_newest_files_of_each_way_and_links_to_the_rest(app, staff, staff_browser,
+                                                                               active_partner):
+    """A partner may hold 2,000 files: the institution's page shows the newest ten of each way
+    and says how many more the partner's page has."""
+    from tests.test_paging import add_files
+    placed, sent = add_files(app, staff, 25), add_files(app, active_partner, 30, first=100)
+
+    def into_space(db):
+        for i, file_id in enumerate(placed + sent):
+            way, by = ("to_partner", staff.id) if file_id in placed else ("from_partner", active_partner.id)
+            db.execute("INSERT INTO space_files (file_id, partner_id, direction, placed_by, placed_at, delete_at)"
+                       " VALUES (?, ?, ?, ?, ?, '2099-01-01T00:00:00+00:00')",
+                       [file_id, active_partner.id, way, by, f"2026-11-01T00:{i // 60:02}:{i % 60:02}+00:00"])
+
+    app.state.db.write(into_space)
+    page = staff_browser.get(f"/partners/institutions/{active_partner.institution_id}")
+    assert page.status_code == 200
+    files = space_table(page.text, active_partner.id)
+    shown = re.findall(r"download>(file-\d{4}\.csv)</a>", files)
+    assert shown == [f"file-{i:04}.csv" for i in range(24, 14, -1)] + [f"file-{i:04}.csv" for i in range(129, 119, -1)]
+    assert f'<a href="/partners/{active_partner.id}">and 35 more on the partner\'s page</a>' in page.text

@@ -19,7 +19,8 @@ ERRORS = {
     "name_required": N_("Enter the institution's name."),
     "name_taken": N_("Another institution already has this name. Partners of both cannot be put together here."),
 }
-PARTNERS_PER_PAGE = 20  # each comes with the files of their space
+PARTNERS_PER_PAGE = 20  # each comes with the newest files of their space
+FILES_PER_WAY = 10  # of each partner's space, each way: the rest is on the partner's page
 
 
 @dataclass
@@ -44,7 +45,8 @@ def _institution_page(request: Request, institution_id: int, status: int = 200, 
                                       PARTNERS_PER_PAGE)
     return common.render(request, "partners/institution.html", status_code=status, institution=institution,
                          members=members, space=spaces.counts(database, [p.id for p in members]),
-                         space_files=spaces.of_partners(database, [p.id for p in members]), error=error,
+                         space_files=spaces.newest_of_partners(database, [p.id for p in members], FILES_PER_WAY),
+                         error=error,
                          name=institution.name if name is None else name,
                          renamed="renamed" in request.query_params)
 
