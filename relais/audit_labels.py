@@ -114,6 +114,7 @@ ACTIONS = {
     "space.refused": N_("Partner refused another space's file"),
     "storage.low": N_("Free space below the warning threshold: admins warned"),
     "storage.recovered": N_("Free space back above the warning threshold"),
+    "storage.unmailed": N_("Free-space warning not e-mailed to this admin: their address cannot be used"),
 }
 
 # Detail keys, as recorded by audit.record(..., **detail).
@@ -185,6 +186,7 @@ KEYS = {
     "types": N_("Accepted types"),
     "unreadable": N_("Files whose key no longer unwrapped"),
     "value": N_("Value"),
+    "warning": N_("Free-space warning"),
 }
 
 # Coded values of some keys.

@@ -10,15 +10,26 @@ until free space is back above the threshold by :data:`RECOVERY_MARGIN`; then th
 mails again. The margin keeps a disk that hovers at the threshold (an upload, then its deletion)
 from mailing the admins at every turn.
 
+Two more rules keep the mails few and sure. A disk that falls below the threshold again within
+:data:`MAIL_INTERVAL` of the last mailed warning (a guest's big upload, cancelled, then another)
+opens a warning that is recorded and audited but mails nobody. Each admin's mail is queued on its
+own: an address the mail code refuses (``mail.MailError``) is skipped and audited
+(``storage.unmailed``), and the other admins are still mailed.
+
+Uploads are written under ``files_dir``; when that is another file system than the data folder's
+(an operator's separate volume), both are measured and the warning follows the fuller one.
+
 The Storage page reads what Relais holds from the database's rows (sums over ``files`` and
 ``uploads``), never by walking data/files: it costs the same with 100,000 files as with ten.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from relais import audit, clock, emails, mail, settings
@@ -28,6 +39,10 @@ from relais.db import Database, Row
 
 # Percentage points above the threshold free space must reach before a warning is over.
 RECOVERY_MARGIN = 1
+# At most one "free space is low" mail to the admins in this time, however often the disk crosses.
+MAIL_INTERVAL = timedelta(hours=24)
+
+log = logging.getLogger("relais")
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,22 @@ class Usage:
 def usage(folder: Path) -> Usage:
     total, used, free = shutil.disk_usage(folder)
     return Usage(total, used, free)
+
+
+def _device(folder: Path) -> int:
+    return os.stat(folder).st_dev
+
+
+def fullest(config: Config) -> Usage:
+    """The file system Relais writes to with the least free space (in percent of its size): the
+    data folder's, or the files folder's when that is another file system (uploads reserve their
+    space there, relais.files)."""
+    measured = usage(config.data_dir)
+    if _device(config.files_dir) != _device(config.data_dir):
+        files = usage(config.files_dir)
+        if files.total and (not measured.total or files.free * measured.total < measured.free * files.total):
+            return files
+    return measured
 
 
 @dataclass(frozen=True)
@@ -120,8 +151,9 @@ def threshold(conn) -> int:
 
 def check(database: Database, config: Config) -> str | None:
     """Measure free space and open or close the warning: "low" when it has just fallen below the
-    threshold (the admins' mails are queued), "recovered" when it has just come back, else None."""
-    measured = usage(config.data_dir)
+    threshold (the admins' mails are queued, unless
+    they were mailed within MAIL_INTERVAL), "recovered" when it has just come back, else None."""
+    measured = fullest(config)
     percent, warned = database.read_sync(threshold), database.read_sync(open_warning)
     if warned is None and measured.below(percent):
         return database.write(_warn, measured, config.base_url)
@@ -133,19 +165,31 @@ def check(database: Database, config: Config) -> str | None:
 def _warn(db, measured: Usage, base_url: str) -> str | None:
     if open_warning(db) is not None:  # another check was first
         return None
-    percent = threshold(db)
-    admins = list(db.query("SELECT email, name, language FROM users WHERE role = 'admin' AND active = 1 ORDER BY id"))
+    percent, now = threshold(db), clock.now()
+    mailed = next(db.query("SELECT since FROM storage_warnings WHERE admins_mailed > 0 AND since > ?"
+                           " ORDER BY since DESC LIMIT 1", [clock.iso(now - MAIL_INTERVAL)]), None)
+    admins = [] if mailed else list(
+        db.query("SELECT email, name, language FROM users WHERE role = 'admin' AND active = 1 ORDER BY id"))
     warning_id = db.execute(
         "INSERT INTO storage_warnings (since, free_bytes, total_bytes, threshold_percent, admins_mailed)"
-        " VALUES (?, ?, ?, ?, ?)", [clock.now_iso(), measured.free, measured.total, percent, len(admins)]).lastrowid
+        " VALUES (?, ?, ?, ?, 0)", [clock.iso(now), measured.free, measured.total, percent]).lastrowid
+    queued = 0
     for admin in admins:
         subject, text, html = emails.render(
             "storage_low", admin["language"], person=admin["name"], free=measured.free, total=measured.total,
             free_percent=measured.free_percent, threshold=percent, link=f"{base_url}/admin/storage")
-        mail.queue(db, audit.SYSTEM, to=admin["email"], to_name=admin["name"], subject=subject, text=text, html=html,
-                   kind="storage_low", object=f"storage_warning:{warning_id}", language=admin["language"])
+        try:
+            mail.queue(db, audit.SYSTEM, to=admin["email"], to_name=admin["name"], subject=subject, text=text,
+                       html=html, kind="storage_low", object=f"storage_warning:{warning_id}", language=admin["language"])
+        except mail.MailError:  # refused before anything is written: the other admins still hear of it
+            log.warning("free-space warning %s: admin %s has an address mail cannot use", warning_id, admin["email"])
+            audit.record(db, audit.SYSTEM, "storage.unmailed", admin["email"], warning=f"storage_warning:{warning_id}")
+            continue
+        queued += 1
+    db.execute("UPDATE storage_warnings SET admins_mailed = ? WHERE id = ?", [queued, warning_id])
+    details = {"since": mailed["since"]} if mailed else {}  # the last mailed warning, within MAIL_INTERVAL
     audit.record(db, audit.SYSTEM, "storage.low", f"storage_warning:{warning_id}", free=measured.free,
-                 total=measured.total, threshold=percent, admins=len(admins))
+                 total=measured.total, threshold=percent, admins=queued, **details)
     return "low"
 
 

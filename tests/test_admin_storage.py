@@ -70,7 +70,7 @@ def set_threshold(app, percent: int) -> None:
 
 
 def test_the_warning_mails_each_active_admin_once_re_arms_after_recovery_and_survives_a_restart(
-        app, client, auth, admin, make_user, config, smtp):
+        app, client, auth, admin, make_user, config, smtp, frozen):
     transport = use_smtp(app, smtp.port)
     french = make_user(email="admin.fr@registry.example", role="admin", name="Amélie Admin")
     app.state.db.write(lambda db: db.execute("UPDATE users SET language = 'fr' WHERE id = ?", [french.id]))
@@ -123,7 +123,9 @@ def test_the_warning_mails_each_active_admin_once_re_arms_after_recovery_and_sur
         assert capacity.check(restarted.state.db, config) == "recovered"
         assert len(audit_rows(restarted, "storage.recovered")) == 1
         assert restarted.state.db.scalar("SELECT count(*) FROM outbox WHERE kind = 'storage_low'") == 2
-        # A later fall mails again, through the watch thread's step, which wakes the sender.
+        # A later fall, a day after the last mail, mails again, through the watch thread's step,
+        # which wakes the sender.
+        frozen.advance(hours=25)
         fill_to(filler, config.data_dir, 30)
         capacity.Watch(restarted.state).step()
         assert mail.send_due(restarted.state.db, mail.Transport(restarted.state.config)) == 2
@@ -133,3 +135,74 @@ def test_the_warning_mails_each_active_admin_once_re_arms_after_recovery_and_sur
         assert warnings[0]["threshold_percent"] == 50 and warnings[0]["admins_mailed"] == 2
     finally:
         restarted.state.db.close()
+
+
+def test_a_disk_wobbling_across_the_threshold_mails_the_admins_at_most_once_a_day(
+        app, admin, config, frozen):
+    """A guest's big upload, cancelled, again and again: each crossing is recorded and audited,
+    but the admins get one mail in MAIL_INTERVAL; the first crossing after it mails again."""
+    set_threshold(app, 50)
+    filler = config.data_dir / "filler"
+    mailed = lambda: app.state.db.scalar("SELECT count(*) FROM outbox WHERE kind = 'storage_low'")  # noqa: E731
+    for hour in range(3):
+        fill_to(filler, config.data_dir, 49.5)
+        assert capacity.check(app.state.db, config) == "low"
+        fill_to(filler, config.data_dir, 50 + capacity.RECOVERY_MARGIN + 0.5)
+        assert capacity.check(app.state.db, config) == "recovered"
+        frozen.advance(hours=1)
+    assert mailed() == 1
+    lows = audit_rows(app, "storage.low")
+    assert len(lows) == 3 and '"admins": 1' in lows[0]["detail"]
+    assert all('"admins": 0' in row["detail"] and '"since"' in row["detail"] for row in lows[1:])
+    assert [w["admins_mailed"] for w in app.state.db.query("SELECT * FROM storage_warnings ORDER BY id")] == [1, 0, 0]
+    # Just inside the day since the mailed warning: still quiet; just past it: mailed.
+    frozen.advance(hours=20, minutes=59)  # 23 h 59 min after the first
+    fill_to(filler, config.data_dir, 49.5)
+    assert capacity.check(app.state.db, config) == "low" and mailed() == 1
+    fill_to(filler, config.data_dir, 52)
+    assert capacity.check(app.state.db, config) == "recovered"
+    frozen.advance(minutes=2)
+    fill_to(filler, config.data_dir, 49.5)
+    assert capacity.check(app.state.db, config) == "low" and mailed() == 2
+
+
+def test_an_admin_whose_address_mail_refuses_is_skipped_and_the_others_are_mailed(
+        app, admin, make_user, config, frozen):
+    broken = make_user(email="broken.admin@registry.example", role="admin", name="Broken Admin")
+    # An address stored before today's checks (or edited in the database): mail.address refuses it.
+    app.state.db.write(lambda db: db.execute("UPDATE users SET email = 'no-at-sign' WHERE id = ?", [broken.id]))
+    later = make_user(email="later.admin@registry.example", role="admin", name="Later Admin")
+    set_threshold(app, 50)
+    fill_to(config.data_dir / "filler", config.data_dir, 40)
+    assert capacity.check(app.state.db, config) == "low"
+    recipients = [row["recipient"] for row in app.state.db.query(
+        "SELECT recipient FROM outbox WHERE kind = 'storage_low' ORDER BY id")]
+    assert recipients == [f"Ada Admin <{ADMIN}>", f"Later Admin <{later.email}>"]
+    [skipped] = audit_rows(app, "storage.unmailed")
+    assert skipped["object"] == "no-at-sign" and "storage_warning:" in skipped["detail"]
+    [low] = audit_rows(app, "storage.low")
+    assert '"admins": 2' in low["detail"]
+    assert app.state.db.scalar("SELECT admins_mailed FROM storage_warnings") == 2
+    assert capacity.check(app.state.db, config) is None  # the warning is open: no retry every minute
+
+
+def test_the_files_folder_on_another_disk_is_measured_too(app, admin, config, frozen, tmp_path):
+    """data/files on a second real tmpfs, nearly full while the data folder's disk is empty: the
+    warning (and the Storage page) follow the fuller one."""
+    import subprocess
+
+    files_dir = config.files_dir
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(files_dir)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a second tmpfs cannot be mounted: {mounted.stderr.strip()}")
+    try:
+        set_threshold(app, 50)
+        fill_to(files_dir / "filler", files_dir, 30)
+        assert capacity.usage(config.data_dir).free_percent > 90
+        measured = capacity.fullest(config)
+        assert measured == capacity.usage(files_dir) and measured.total == 8 * MIB
+        assert capacity.check(app.state.db, config) == "low"
+        assert app.state.db.scalar("SELECT total_bytes FROM storage_warnings") == 8 * MIB
+    finally:
+        subprocess.run(["umount", "--lazy", str(files_dir)], check=True)

@@ -63,7 +63,7 @@ def retry_failed_mail(request: Request) -> Redirect:
 def show_storage(request: Request) -> Response:
     """The data folder's disk now, what Relais holds on it, and the warning's threshold and state."""
     database, config = common.db(request), request.app.state.config
-    usage = capacity.usage(config.data_dir)
+    usage = capacity.fullest(config)
     threshold = database.read_sync(capacity.threshold)
     return common.render(request, "admin/storage.html", usage=usage, held=capacity.held(database, config),
                          threshold=threshold, below=usage.below(threshold),
