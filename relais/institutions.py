@@ -10,8 +10,30 @@ from dataclasses import dataclass
 
 from relais import audit, clock, paging
 from relais.db import Database, Row
-from relais.partners import FIELD_LIMIT, institution_key
 from relais.refusal import Refused
+
+
+NAME_LIMIT = 200  # as every field of a partner's details (relais.partners.FIELD_LIMIT)
+
+
+def key(name: str) -> str:
+    """One name is one institution whatever its case and spacing."""
+    return " ".join(name.split()).casefold()
+
+
+def names(database: Database) -> list[str]:
+    return [r["name"] for r in database.query("SELECT name FROM institutions ORDER BY name_key")]
+
+
+def find_or_create(db, who: audit.Who, name: str, user_id: int | None) -> int:
+    """The id of the institution of this name (inside a write), made and audited if it is new."""
+    row = db.execute("SELECT id FROM institutions WHERE name_key = ?", [key(name)]).fetchone()
+    if row:
+        return row[0]
+    institution_id = db.execute("INSERT INTO institutions (name, name_key, created_at, created_by) VALUES (?, ?, ?, ?)",
+                                [name, key(name), clock.now_iso(), user_id]).lastrowid
+    audit.record(db, who, "institution.create", name)
+    return institution_id
 
 
 class InstitutionError(Refused):
@@ -66,7 +88,7 @@ def get(database: Database, institution_id: int) -> Institution | None:
 def rename(database: Database, who: audit.Who, institution_id: int, name: str) -> bool:
     """Give the institution another name (a misspelling, a merger's new name); returns whether it
     changed. Its partners keep it: they belong to the institution, not to its name."""
-    name = " ".join(name.split())[:FIELD_LIMIT]
+    name = " ".join(name.split())[:NAME_LIMIT]
     if not name:
         raise InstitutionError("name_required")
 
@@ -76,10 +98,10 @@ def rename(database: Database, who: audit.Who, institution_id: int, name: str) -
             raise InstitutionError("not_found")
         if row[0] == name:
             return False
-        key = institution_key(name)
-        if db.execute("SELECT 1 FROM institutions WHERE name_key = ? AND id != ?", [key, institution_id]).fetchone():
+        name_key = key(name)
+        if db.execute("SELECT 1 FROM institutions WHERE name_key = ? AND id != ?", [name_key, institution_id]).fetchone():
             raise InstitutionError("name_taken")
-        db.execute("UPDATE institutions SET name = ?, name_key = ? WHERE id = ?", [name, key, institution_id])
+        db.execute("UPDATE institutions SET name = ?, name_key = ? WHERE id = ?", [name, name_key, institution_id])
         audit.record(db, who, "institution.rename", name, previous_name=row[0])
         return True
 

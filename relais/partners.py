@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relais import audit, clock, emails, i18n, mail, paging, settings, throttle, users
+from relais import audit, clock, emails, i18n, institutions, mail, paging, settings, throttle, users
 from relais.db import Database
 from relais.refusal import Refused
 
@@ -121,18 +121,10 @@ def of_institution(database: Database, institution_id: int, page: int = 1,
     return paging.Page([_partner(r) for r in rows], page, per_page, total)
 
 
-def institution_names(database: Database) -> list[str]:
-    return [r["name"] for r in database.query("SELECT name FROM institutions ORDER BY name_key")]
-
-
 def contacts(database: Database) -> list[users.User]:
     """The accounts a partner can have as contact person: active staff and admins."""
     rows = database.query("SELECT * FROM users WHERE role IN ('staff', 'admin') AND active = 1 ORDER BY name, email")
     return [users.User.from_row(r) for r in rows]
-
-
-def institution_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
 
 
 def _clean(value: str, limit: int = FIELD_LIMIT) -> str:
@@ -168,17 +160,6 @@ def _checked(db, details: Details) -> Details:
                    institution=institution, language=details.language, contact_id=details.contact_id)
 
 
-def _institution_id(db, who: audit.Who, name: str, user_id: int | None) -> int:
-    key = institution_key(name)
-    row = db.execute("SELECT id FROM institutions WHERE name_key = ?", [key]).fetchone()
-    if row:
-        return row[0]
-    institution_id = db.execute("INSERT INTO institutions (name, name_key, created_at, created_by) VALUES (?, ?, ?, ?)",
-                                [name, key, clock.now_iso(), user_id]).lastrowid
-    audit.record(db, who, "institution.create", name)
-    return institution_id
-
-
 def create(database: Database, who: audit.Who, details: Details, created_by: int) -> Partner:
     """A partner account without a password (their activation link comes next), in one
     transaction with its institution (made if new) and the audit rows."""
@@ -188,7 +169,7 @@ def create(database: Database, who: audit.Who, details: Details, created_by: int
         if db.execute("SELECT 1 FROM users WHERE email = ?", [checked.email]).fetchone():
             raise users.UserError("email_taken")
         now = clock.now_iso()
-        institution_id = _institution_id(db, who, checked.institution, created_by)
+        institution_id = institutions.find_or_create(db, who, checked.institution, created_by)
         user_id = db.execute(
             "INSERT INTO users (email, name, role, password_hash, password_changed_at, must_change_password,"
             " language, created_at, created_by) VALUES (?, ?, 'partner', NULL, NULL, 0, ?, ?, ?)",
@@ -217,7 +198,7 @@ def update(database: Database, who: audit.Who, user_id: int, details: Details, u
         checked = _checked(db, details)
         if checked.email != current.email and db.execute("SELECT 1 FROM users WHERE email = ?", [checked.email]).fetchone():
             raise users.UserError("email_taken")
-        institution_id = _institution_id(db, who, checked.institution, updated_by)
+        institution_id = institutions.find_or_create(db, who, checked.institution, updated_by)
         before = {"email": current.email, "name": current.name, "function": current.function, "phone": current.phone,
                   "institution": current.institution_id, "language": current.language, "contact": current.contact_id}
         after = {"email": checked.email, "name": checked.name, "function": checked.function, "phone": checked.phone,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, clock, i18n, logs, mail, partners, retention, settings, users
+from relais import audit, clock, i18n, institutions, logs, mail, partners, retention, settings, users
 from tests.conftest import BASE_URL, PASSWORD, AuthActions, audit_rows, csrf_token
 from tests.test_mail import smtp, use_smtp  # noqa: F401  (the fixture, and its transport)
 
@@ -132,7 +132,7 @@ def test_institutions_are_one_whatever_the_case_and_group_their_partners(app, cl
     make_partner(app, staff, institution="CHU Liège")
     make_partner(app, staff, email="b.dubois@chu.example", name="Bea Dubois", institution="  chu  LIÈGE ")
     make_partner(app, staff, email="c.claes@uz.example", name="Cas Claes", institution="UZ Leuven")
-    assert partners.institution_names(app.state.db) == ["CHU Liège", "UZ Leuven"]
+    assert institutions.names(app.state.db) == ["CHU Liège", "UZ Leuven"]
     auth.login()
     page = client.get("/partners").text
     chu = page[page.index("CHU Liège"):page.index("UZ Leuven")]

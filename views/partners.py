@@ -10,7 +10,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
-from relais import auth, i18n, paging, partners, spaces, users
+from relais import auth, i18n, institutions, paging, partners, spaces, users
 from relais.i18n import N_
 from views import common
 from views import spaces as space_views
@@ -69,7 +69,7 @@ def _partner_or_404(request: Request, partner_id: int) -> partners.Partner:
 def _form_page(request: Request, template: str, status: int = 200, error: str = "", **context) -> Response:
     database = common.db(request)
     return common.render(request, template, status_code=status, error=error, contacts=partners.contacts(database),
-                         institutions=partners.institution_names(database), languages=i18n.LANGUAGES,
+                         institutions=institutions.names(database), languages=i18n.LANGUAGES,
                          language_names=i18n.NAMES, **context)
 
 
