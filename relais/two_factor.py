@@ -6,7 +6,7 @@
   every request as a password change is).
 - **The secret** (160 random bits) is encrypted at rest with AES-GCM under a key derived from the
   master key (:func:`derive_key`), the account's id as associated data. It is shown once, as a QR
-  code drawn here (segno, SVG) and as groups of letters to type, and works only after a first
+  code and as groups of letters to type (:mod:`relais.two_factor_qr`), and works only after a first
   code confirms it (``enrolled_at``).
 - **Codes.** pyotp checks them with a window of one step (the previous, current and next 30 s).
   A code is accepted once: the time step it belongs to must be later than the last one accepted
@@ -23,7 +23,6 @@ Every step is audited; a code or secret is never written to the audit trail.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import secrets
@@ -31,7 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pyotp
-import segno
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -42,7 +40,6 @@ from relais.db import Database
 from relais.refusal import Refused
 from relais.users import User
 
-ISSUER = "Relais"
 WINDOW = 1  # steps accepted either side of the current one (clocks a little off, a code typed late)
 PENDING_MINUTES = 5  # to type the code after the password
 PENDING_TRIES = 5  # wrong codes before the pending login ends (the account's lock counts them too)
@@ -150,28 +147,6 @@ def enrolment_secret(database: Database, key: bytes, who: audit.Who, user: User)
         return secret
 
     return database.write(get_or_make)
-
-
-def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
-
-
-def qr_svg(uri: str, title: str) -> str:
-    """The QR code as an inline SVG element: paths and presentation attributes only, no style
-    attribute or element (the pages' Content-Security-Policy allows no inline style)."""
-    out = io.BytesIO()
-    segno.make(uri, error="m").save(out, kind="svg", xmldecl=False, svgns=True, omitsize=True, border=4, scale=1,
-                                    dark="#000", light="#fff", svgclass="qr", lineclass=None, title=title)
-    return out.getvalue().decode("utf-8").replace("<svg ", '<svg role="img" aria-label="' + _attr(title) + '" ', 1)
-
-
-def _attr(text: str) -> str:
-    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def grouped(secret: str) -> str:
-    """The key as people type it into an app: groups of four."""
-    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
 
 
 def confirm(database: Database, key: bytes, who: audit.Who, user: User, code: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated
 from litestar import Request, Response, Router, get, post
 from litestar.response import Redirect
 
-from relais import auth, terms, two_factor
+from relais import auth, terms, two_factor, two_factor_qr
 from relais.i18n import N_
 from views import common
 
@@ -133,8 +133,8 @@ def _enrol_page(request: Request, status: int = 200, error: str = "") -> Respons
     title = common.gettext(request, "QR code to scan with your authenticator app")
     return common.render(
         request, "auth/two_factor_enrol.html", status_code=status, error=error,
-        qr=two_factor.qr_svg(two_factor.provisioning_uri(user, secret), title), key=two_factor.grouped(secret),
-        forced=common.must_enrol(request), issuer=two_factor.ISSUER,
+        qr=two_factor_qr.qr_svg(two_factor_qr.provisioning_uri(user, secret), title), key=two_factor_qr.grouped(secret),
+        forced=common.must_enrol(request), issuer=two_factor_qr.ISSUER,
     )
 
 
