@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from relais import audit, clock, files, links, paging
 from relais.db import Database
-from relais.requests import KIND, Request, RequestRefused, Submission
+from relais.request_submissions import Submission
+from relais.requests import KIND, Request, RequestRefused
 
 
 def submissions(database: Database, request_id: str) -> list[tuple[Submission, list[dict]]]:

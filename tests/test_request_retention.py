@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from relais import audit, clock, files, i18n, links, mail, request_retention, request_staff, requests, settings, targets
+from relais import (audit, clock, files, i18n, links, mail, request_retention, request_staff, request_submissions, requests,
+                    settings, targets)
 from tests import aio
 from tests.conftest import BASE_URL, audit_rows
 
@@ -38,9 +39,9 @@ def upload(app, request_id: str, name: str = "a.csv", data: bytes = CSV) -> file
     return app.state.uploads.complete_whole(GUEST, target, file_id, writer)
 
 
-def transmit(app, request_id: str, reference: str = "") -> requests.Submission:
+def transmit(app, request_id: str, reference: str = "") -> request_submissions.Submission:
     request = requests.get(app.state.db, request_id)
-    return requests.transmit(app.state.db, GUEST, request, reference, "fr", BASE_URL)
+    return request_submissions.transmit(app.state.db, GUEST, request, reference, "fr", BASE_URL)
 
 
 def purge(app) -> int:

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 from litestar.testing import TestClient
 
-from relais import audit, request_staff, requests, settings, storage
+from relais import audit, request_staff, request_submissions, requests, settings, storage
 from relais.targets import Target
 from tests.conftest import BASE_URL, AuthActions, audit_rows
 from tests.test_shares import _pause_zip, _raw_get
@@ -43,14 +43,14 @@ def create(auth: AuthActions, **fields) -> str:
     return re.fullmatch(r"/requests/([0-9a-f]{32})/created", sent.headers["location"]).group(1)
 
 
-def arrive(app, request_id: str, named: dict[str, bytes], reference: str = "") -> requests.Submission:
+def arrive(app, request_id: str, named: dict[str, bytes], reference: str = "") -> request_submissions.Submission:
     """The guest uploads these files into the request (the real engine) and clicks Transmit."""
     engine, target = app.state.uploads, Target.request(request_id)
     for name, content in named.items():
         file_id, writer = engine.begin_whole(target, name)
         writer.write(content)
         engine.complete_whole(GUEST, target, file_id, writer)
-    return requests.transmit(app.state.db, GUEST, requests.get(app.state.db, request_id), reference, "nl", BASE_URL)
+    return request_submissions.transmit(app.state.db, GUEST, requests.get(app.state.db, request_id), reference, "nl", BASE_URL)
 
 
 def received(app, request_id: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from litestar import Request, Response, Router, get, post, route
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
-from relais import i18n, links, requests, targets, users
+from relais import i18n, links, request_submissions, requests, targets, users
 from relais.i18n import N_
 from views import common, framework, streaming
 from views import files as file_views
@@ -214,7 +214,7 @@ def transmit(request: Request, token: str, data: Annotated[TransmitForm, common.
         return _invalid(request)
     state = request.app.state
     try:
-        submission = requests.transmit(state.db, common.who(request), visitor.request, data.reference,
+        submission = request_submissions.transmit(state.db, common.who(request), visitor.request, data.reference,
                                        common.lang(request), state.config.base_url)
     except requests.RequestRefused as exc:
         status = 400 if exc.reason in ("reference_missing", "bad_reference") else 409
@@ -229,7 +229,7 @@ def show_receipt(request: Request, token: str, submission_id: str) -> Response:
     request has closed. Names and hashes only: nothing here leads to a file."""
     database = common.db(request)
     found = links.session_after_close(database, KIND, token, request.cookies.get(link_views._cookie_name(token)))
-    got = requests.receipt(database, found.id, submission_id) if found is not None else None
+    got = request_submissions.receipt(database, found.id, submission_id) if found is not None else None
     if got is None:
         return _invalid(request)
     speak(request, found)
